@@ -1,0 +1,334 @@
+"""Load experiment YAMLs with Hydra's compose API, validate them, build components.
+
+An experiment is one YAML file anywhere on disk. Its Hydra ``defaults`` list pulls parts
+from the project's config root (``configs/``: groups ``data/``, ``evaluator/`` ...), and
+``key=value`` overrides change any value, or pick another group option (``data=coco``).
+
+Every node that builds a component names it by registry name plus keyword arguments::
+
+    dataset: {name: shapes, split: val, num_images: 64}
+
+Validation walks the whole tree *before* anything is built: unknown registry names,
+unknown keys at any depth and values of the wrong type fail with the config path and
+the nearest valid choice. Keyword arguments are checked against the builder's own
+signature, so defaults live in one place: the constructor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from omegaconf import DictConfig, OmegaConf
+
+from detseg.errors import ConfigError, DetsegError
+from detseg.registry import Registry, did_you_mean
+
+PROJECT_CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+
+def Component(registry: Registry) -> Any:  # noqa: N802 - reads as a type in annotations
+    """Annotation for a config node built from ``registry`` (``{name: ..., **kwargs}``)."""
+    return Annotated[Mapping, registry]
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def find_config_root(path: Path) -> Path:
+    """The nearest ancestor directory called ``configs``, else the project's own."""
+    for parent in path.resolve().parents:
+        if parent.name == "configs":
+            return parent
+    return PROJECT_CONFIG_ROOT
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose the YAML at ``path`` with its defaults list and ``key=value`` overrides.
+
+    Returns:
+        A struct-mode ``DictConfig`` (setting a key that does not exist raises).
+
+    Raises:
+        ConfigError: missing file, bad override syntax, unknown key in an override
+            (with the nearest existing key), or an unknown group option.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"config file must be .yaml or .yml: {path}")
+    root = find_config_root(path)
+    hydra_overrides = [f"hydra.searchpath=[file://{root}]", *overrides]
+    try:
+        with initialize_config_dir(config_dir=str(path.resolve().parent), version_base=None):
+            cfg = compose(config_name=path.stem, overrides=hydra_overrides)
+    except HydraException as exc:
+        raise ConfigError(_explain_compose_error(path, overrides, exc)) from exc
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _explain_compose_error(path: Path, overrides: Sequence[str], exc: Exception) -> str:
+    message = f"{path}: {str(exc).splitlines()[0]}"
+    if "Could not override" not in message:
+        return f"{path}: {exc}"
+    # Name the nearest existing key of an override typo, e.g. data.train.batch_sise.
+    try:
+        base = load_config(path)
+    except ConfigError:
+        return message
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        node: Any = base
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, DictConfig) or part not in node:
+                if isinstance(node, DictConfig):
+                    where = ".".join(parts[:depth]) or "<root>"
+                    message += (
+                        f"\n  '{key}': no key '{part}' under {where}"
+                        f"{did_you_mean(part, [str(k) for k in node.keys()])}"
+                    )
+                break
+            node = node[part]
+    return message
+
+
+def to_plain(cfg: Any) -> Any:
+    """Resolve interpolations and turn OmegaConf containers into dicts and lists."""
+    if isinstance(cfg, (DictConfig,)) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(value: Any, annotation: Any, path: str) -> None:
+    """Check a plain config value against a type annotation, recursively.
+
+    Understands dataclasses (sections), ``Component(REGISTRY)`` nodes, registry base
+    classes, ``Optional``/unions, ``list``/``tuple``/``dict``, ``Literal`` and scalars.
+    Annotations it does not understand accept anything.
+
+    Raises:
+        ConfigError / KeyError naming ``path``.
+    """
+    annotation = _unwrap_optional_annotated(annotation)
+    registry = _registry_of(annotation)
+    if registry is not None:
+        validate_component(value, registry, path)
+        return
+    origin = typing.get_origin(annotation)
+    if annotation in (None, Any, inspect.Parameter.empty) or annotation is object:
+        return
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        _validate_section(value, annotation, path)
+        return
+    if origin in (Union, types.UnionType):
+        _validate_union(value, typing.get_args(annotation), path)
+        return
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            hint = did_you_mean(str(value), [str(c) for c in choices])
+            raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}{hint}")
+        return
+    if origin in (list, tuple, Sequence, typing.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        args = typing.get_args(annotation)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
+            for i, (item, item_type) in enumerate(zip(value, args)):
+                validate(item, item_type, f"{path}[{i}]")
+        elif args:
+            for i, item in enumerate(value):
+                validate(item, args[0], f"{path}[{i}]")
+        return
+    if origin in (dict, Mapping, typing.Mapping) or annotation in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        return
+    _validate_scalar(value, annotation, path)
+
+
+def validate_component(value: Any, registry: Registry, path: str, provided: Sequence[str] = ()) -> None:
+    """Check a ``{name: ..., **kwargs}`` node against the registered builder's signature.
+
+    Args:
+        provided: parameter names the caller passes itself (not required in the node).
+    """
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{path}: expected a {registry.kind} node like {{name: ..., ...}}, "
+            f"got {_describe(value)}"
+        )
+    if "name" not in value:
+        raise ConfigError(
+            f"{path}: {registry.kind} node has no 'name'; choose one of: "
+            f"{', '.join(registry.names())}"
+        )
+    builder = registry.get(value["name"], where=f"{path}.name")
+    params, hints, takes_any = _signature(builder)
+    for key, item in value.items():
+        if key == "name":
+            continue
+        if key not in params and not takes_any:
+            raise ConfigError(
+                f"{path}: unexpected key '{key}' for {registry.kind} '{value['name']}'"
+                f"{did_you_mean(key, list(params))}. Valid keys: {', '.join(params) or '(none)'}"
+            )
+        validate(item, hints.get(key), f"{path}.{key}")
+    missing = [
+        name
+        for name, p in params.items()
+        if p.default is inspect.Parameter.empty and name not in value and name not in provided
+    ]
+    if missing:
+        raise ConfigError(
+            f"{path}: {registry.kind} '{value['name']}' needs key(s) {', '.join(missing)}"
+        )
+
+
+def _validate_section(value: Any, schema: type, path: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema, include_extras=True)
+    for key, item in value.items():
+        if key not in fields:
+            where = path or "<root>"
+            raise ConfigError(
+                f"{where}: unexpected key '{key}'{did_you_mean(str(key), list(fields))}. "
+                f"Valid keys: {', '.join(fields)}"
+            )
+        validate(item, hints[key], f"{path}.{key}" if path else str(key))
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in value:
+            raise ConfigError(f"{path or '<root>'}: missing required key '{name}'")
+
+
+def _validate_union(value: Any, options: tuple, path: str) -> None:
+    if value is None and type(None) in options:
+        return
+    rest = [o for o in options if o is not type(None)]
+    if len(rest) == 1:
+        validate(value, rest[0], path)
+        return
+    errors = []
+    for option in rest:
+        try:
+            validate(value, option, path)
+            return
+        except (ConfigError, KeyError) as exc:
+            errors.append(exc)
+    raise ConfigError(f"{path}: expected {_type_name(typing.Union[options])}, got {_describe(value)}")
+
+
+def _validate_scalar(value: Any, annotation: Any, path: str) -> None:
+    if annotation is bool:
+        ok = isinstance(value, bool)
+    elif annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif annotation in (str, Path):
+        ok = isinstance(value, str)
+    elif annotation is type(None):
+        ok = value is None
+    else:
+        return  # a type we cannot check from YAML (a tensor, a callable, a module)
+    if not ok:
+        raise ConfigError(f"{path}: expected {_type_name(annotation)}, got {_describe(value)}")
+
+
+_REGISTRIES_BY_BASE: dict[type, Registry] = {}
+
+
+def _registry_of(annotation: Any) -> Registry | None:
+    if typing.get_origin(annotation) is Annotated:
+        for extra in typing.get_args(annotation)[1:]:
+            if isinstance(extra, Registry):
+                return extra
+        return None
+    if isinstance(annotation, type):
+        from detseg import registry as registry_module
+
+        for reg in vars(registry_module).values():
+            if isinstance(reg, Registry) and reg.base is not None and reg.base is annotation:
+                return reg
+    return None
+
+
+def _unwrap_optional_annotated(annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        return None  # an unresolvable forward reference: accept anything
+    return annotation
+
+
+def _signature(builder: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """Keyword parameters of ``builder``, their resolved type hints, and ``**kwargs``."""
+    signature = inspect.signature(builder)
+    params = {
+        name: p
+        for name, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    target = builder.__init__ if isinstance(builder, type) else builder
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:  # annotations of third-party code may not resolve; skip type checks
+        hints = {}
+    return params, hints, takes_any
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+# ---------------------------------------------------------------------------------------
+# Building
+
+
+def build(node: Any, registry: Registry, path: str, **context: Any) -> Any:
+    """Validate and build one component node.
+
+    ``context`` holds objects the caller supplies (a dataset for an evaluator, a
+    transform pipeline for a dataset); each is passed only to builders whose signature
+    names it and only where the node does not set it.
+    """
+    node = to_plain(node)
+    if not isinstance(node, Mapping) or "name" not in node:
+        validate_component(node, registry, path)  # raises, naming what is missing
+    builder = registry.get(node["name"], where=f"{path}.name")
+    params, _, takes_any = _signature(builder)
+    supplied = {k: v for k, v in context.items() if (k in params or takes_any) and k not in node}
+    validate_component(node, registry, path, provided=list(supplied))
+    kwargs = {k: v for k, v in node.items() if k != "name"} | supplied
+    try:
+        return builder(**kwargs)
+    except DetsegError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. a transform rejecting a value
+        raise ConfigError(f"{path}: cannot build {registry.kind} '{node['name']}': {exc}") from exc

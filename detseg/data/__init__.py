@@ -1,0 +1,28 @@
+"""Data sets (COCO, VOC, image+mask folders, synthetic shapes), transforms and loaders.
+
+Importing this package registers every data set and transform.
+"""
+
+from detseg.data.base import DetectionDataset
+from detseg.data.coco import CocoDataset
+from detseg.data.loader import DataConfig, LoaderConfig, build_dataloader, build_dataset, collate_samples
+from detseg.data.record import ImageRecord
+from detseg.data.seg_folder import SegFolderDataset
+from detseg.data.shapes import ShapesDataset
+from detseg.data.transforms import TransformPipeline, build_transforms
+from detseg.data.voc import VocDataset
+
+__all__ = [
+    "CocoDataset",
+    "DataConfig",
+    "DetectionDataset",
+    "ImageRecord",
+    "LoaderConfig",
+    "SegFolderDataset",
+    "ShapesDataset",
+    "TransformPipeline",
+    "VocDataset",
+    "build_dataloader",
+    "build_dataset",
+    "collate_samples",
+]

@@ -1,0 +1,112 @@
+"""The base class of detection / segmentation data sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+
+from detseg.data.record import ImageRecord
+from detseg.structures import DetSample
+from detseg.structures.masks import mask_to_rle
+
+Transform = Callable[[ImageRecord], ImageRecord]
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Yields one :class:`DetSample` per image.
+
+    Subclasses implement ``__len__``, :meth:`load` (the raw record of image ``i``) and
+    set ``class_names``; ``category_ids[label]`` gives the external id of each label.
+
+    Args:
+        transforms: applied to each record before it becomes a sample.
+    """
+
+    class_names: list[str]
+    category_ids: list[int]
+    has_instances: bool = True
+
+    def __init__(self, transforms: Transform | None = None) -> None:
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> ImageRecord:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def semantic_class_names(self) -> list[str]:
+        """Names of the semantic-map values: 0 is background, ``label + 1`` each class."""
+        return ["background", *self.class_names]
+
+    def __getitem__(self, index: int) -> DetSample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        record = self.load(index)
+        if self.transforms is not None:
+            record = self.transforms(record)
+        return record.to_sample(with_instances=self.has_instances)
+
+    def coco_ground_truth(self) -> dict[str, Any]:
+        """The untransformed annotations as a COCO instances dict (for evaluation).
+
+        The default reads every record; subclasses with annotation files override it.
+        """
+        images, annotations = [], []
+        for index in range(len(self)):
+            record = self.load(index)
+            images.append(
+                {"id": record.image_id, "height": record.orig_size[0], "width": record.orig_size[1],
+                 "file_name": f"{record.image_id:06d}.jpg"}
+            )
+            annotations.extend(
+                coco_annotations(record.image_id, record.boxes, record.labels, record.ignore,
+                                 self.category_ids, len(annotations), record.masks)
+            )
+        return {
+            "images": images,
+            "annotations": annotations,
+            "categories": [
+                {"id": cid, "name": name} for cid, name in zip(self.category_ids, self.class_names)
+            ],
+        }
+
+
+def coco_annotations(
+    image_id: int,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    ignore: np.ndarray,
+    category_ids: list[int],
+    first_id: int,
+    masks: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """COCO annotation dicts for one image's xyxy ``boxes``; ids count up from ``first_id + 1``.
+
+    ``ignore`` becomes ``iscrowd``; ``area`` is the mask's pixel count when masks are
+    given (as in COCO), else the box area.
+    """
+    out = []
+    for i, (box, label, crowd) in enumerate(zip(boxes, labels, ignore)):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        ann: dict[str, Any] = {
+            "id": first_id + i + 1,
+            "image_id": int(image_id),
+            "category_id": int(category_ids[int(label)]),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "area": (x2 - x1) * (y2 - y1),
+            "iscrowd": int(bool(crowd)),
+        }
+        if masks is not None:
+            ann["segmentation"] = mask_to_rle(masks[i])
+            ann["area"] = float(np.count_nonzero(masks[i]))
+        out.append(ann)
+    return out

@@ -1,0 +1,62 @@
+"""Reading image and label files with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from detseg.errors import DataError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file -> ``uint8[H, W, 3]`` RGB.
+
+    Raises:
+        DataError: the file is missing, unreadable, corrupt or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image file not found: {path}")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DataError(f"cannot decode image (corrupt or not an image): {path}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise DataError(f"image has no pixels: {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label_map(path: str | Path) -> np.ndarray:
+    """A label PNG (grey or palette) -> ``uint8[H, W]`` of class indices, as stored.
+
+    Palette PNGs (VOC ``SegmentationClass``) hold indices, not colours; PIL keeps them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"label map not found: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L", "I", "I;16"):
+                raise DataError(
+                    f"label map must be a single-channel or palette PNG, got mode {im.mode}: {path}"
+                )
+            array = np.asarray(im)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read label map {path}: {exc}") from exc
+    if array.max(initial=0) > 255:
+        raise DataError(f"label map has values above 255: {path}")
+    return array.astype(np.uint8)
+
+
+def write_label_map(path: str | Path, labels: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write ``uint8[H, W]`` class indices as a PNG; with ``palette``, as a palette PNG."""
+    image = Image.fromarray(labels.astype(np.uint8), mode="L" if palette is None else None)
+    if palette is not None:
+        image = image.convert("P")
+        image.putpalette(palette)
+    image.save(path)

@@ -1,0 +1,72 @@
+"""Build data sets and DataLoaders from the ``data`` section of a config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from detseg.config import Component, build, to_plain, validate
+from detseg.data.base import DetectionDataset
+from detseg.data.transforms import build_transforms
+from detseg.registry import DATASETS, TRANSFORMS
+from detseg.structures import DetSample
+
+
+@dataclass
+class LoaderConfig:
+    """One split: its data set, transforms and loader settings."""
+
+    dataset: Component(DATASETS)
+    transforms: list[Component(TRANSFORMS)] = field(default_factory=list)
+    batch_size: int = 2
+    shuffle: bool = False
+    num_workers: int = 0
+    drop_last: bool = False
+
+
+@dataclass
+class DataConfig:
+    """The ``data`` section: a loader per split; any of them may be absent."""
+
+    train: LoaderConfig | None = None
+    val: LoaderConfig | None = None
+    test: LoaderConfig | None = None
+
+
+def collate_samples(samples: list[DetSample]) -> list[DetSample]:
+    """Batches stay lists of samples: images differ in size until the model pads them."""
+    return list(samples)
+
+
+def build_dataset(loader_cfg: Any, path: str = "data.val") -> DetectionDataset:
+    """Build the data set of one split (with its transforms) from a ``LoaderConfig`` node."""
+    loader_cfg = to_plain(loader_cfg)
+    validate(loader_cfg, LoaderConfig, path)
+    transforms = build_transforms(loader_cfg.get("transforms", []), f"{path}.transforms")
+    return build(loader_cfg["dataset"], DATASETS, f"{path}.dataset", transforms=transforms)
+
+
+def build_dataloader(
+    loader_cfg: Any,
+    path: str = "data.val",
+    dataset: DetectionDataset | None = None,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """A DataLoader yielding ``list[DetSample]`` batches for one split."""
+    plain = to_plain(loader_cfg)
+    validate(plain, LoaderConfig, path)
+    settings = LoaderConfig(**plain)
+    dataset = dataset if dataset is not None else build_dataset(plain, path)
+    return DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=settings.shuffle,
+        num_workers=settings.num_workers,
+        drop_last=settings.drop_last,
+        collate_fn=collate_samples,
+        generator=generator,
+        persistent_workers=settings.num_workers > 0,
+    )

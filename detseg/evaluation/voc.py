@@ -1,0 +1,184 @@
+"""Pascal VOC average precision at one IoU threshold, both of VOC's definitions.
+
+- ``voc07``: 11-point interpolation, the mean of the best precision at recall >= 0, 0.1,
+  ..., 1.0 (VOC2007 devkit).
+- ``voc12``: area under the monotone precision envelope (VOC2010 and later).
+
+Detections are ranked by score over the whole split. A detection is a true positive when
+its best-overlapping ground truth of the same class has IoU >= ``iou_threshold`` and has
+not been claimed by a higher-scoring detection; if that ground truth is ``difficult``
+(``iscrowd`` in the COCO dict), the detection counts as neither true nor false positive.
+Difficult objects are not counted in recall either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from detseg.evaluation.base import Evaluator, gather
+from detseg.evaluation.results import check_results, instances_to_results
+from detseg.registry import EVALUATORS
+from detseg.structures import Instances
+
+
+def average_precision(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> float:
+    """AP from a ranked list's cumulative ``recall`` and ``precision`` (same length)."""
+    if use_07_metric:
+        points = []
+        for threshold in np.linspace(0, 1, 11):
+            above = precision[recall >= threshold - 1e-12]
+            points.append(above.max() if above.size else 0.0)
+        return float(np.mean(points))
+    r = np.concatenate(([0.0], recall, [1.0]))
+    p = np.concatenate(([0.0], precision, [0.0]))
+    p = np.maximum.accumulate(p[::-1])[::-1]  # the monotone envelope
+    changes = np.flatnonzero(r[1:] != r[:-1])
+    return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
+
+
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    ix1 = np.maximum(boxes[:, 0], box[0])
+    iy1 = np.maximum(boxes[:, 1], box[1])
+    ix2 = np.minimum(boxes[:, 2], box[2])
+    iy2 = np.minimum(boxes[:, 3], box[3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def voc_class_ap(
+    detections: Sequence[tuple[Any, float, np.ndarray]],
+    ground_truth: dict[Any, tuple[np.ndarray, np.ndarray]],
+    iou_threshold: float = 0.5,
+    use_07_metric: bool = False,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """AP of one class.
+
+    Args:
+        detections: ``(image_id, score, box xyxy)`` triples.
+        ground_truth: ``image_id -> (boxes float[N, 4] xyxy, difficult bool[N])``.
+
+    Returns:
+        ``(ap, recall, precision)``; ``ap`` is NaN when the class has no non-difficult
+        ground truth.
+    """
+    num_positives = sum(int((~difficult).sum()) for _, difficult in ground_truth.values())
+    if num_positives == 0:
+        return math.nan, np.zeros(0), np.zeros(0)
+    order = np.argsort([-d[1] for d in detections], kind="stable")
+    claimed = {image_id: np.zeros(len(boxes), bool) for image_id, (boxes, _) in ground_truth.items()}
+    tp = np.zeros(len(order))
+    fp = np.zeros(len(order))
+    for rank, index in enumerate(order):
+        image_id, _, box = detections[index]
+        if image_id not in ground_truth or len(ground_truth[image_id][0]) == 0:
+            fp[rank] = 1
+            continue
+        boxes, difficult = ground_truth[image_id]
+        overlaps = _iou_one_to_many(np.asarray(box, np.float64), boxes)
+        best = int(overlaps.argmax())
+        if overlaps[best] >= iou_threshold:
+            if difficult[best]:
+                continue
+            if not claimed[image_id][best]:
+                claimed[image_id][best] = True
+                tp[rank] = 1
+            else:
+                fp[rank] = 1
+        else:
+            fp[rank] = 1
+    counted = (tp + fp) > 0
+    tp, fp = np.cumsum(tp[counted]), np.cumsum(fp[counted])
+    recall = tp / num_positives
+    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    return average_precision(recall, precision, use_07_metric), recall, precision
+
+
+def voc_metrics(
+    ground_truth: dict[str, Any],
+    results: Sequence[dict[str, Any]],
+    iou_threshold: float = 0.5,
+    use_07_metric: bool = False,
+) -> dict[str, float]:
+    """``{"mAP": ..., "AP/<class>": ...}`` for COCO results against a COCO GT dict.
+
+    ``mAP`` averages the classes that have ground truth; others are NaN.
+    """
+    per_class_gt: dict[int, dict[Any, list]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
+    for ann in ground_truth["annotations"]:
+        x, y, w, h = ann["bbox"]
+        boxes, difficult = per_class_gt[ann["category_id"]][ann["image_id"]]
+        boxes.append([x, y, x + w, y + h])
+        difficult.append(bool(ann.get("iscrowd", 0)))
+    per_class_dt: dict[int, list] = defaultdict(list)
+    for r in results:
+        x, y, w, h = r["bbox"]
+        per_class_dt[r["category_id"]].append((r["image_id"], float(r["score"]),
+                                               np.array([x, y, x + w, y + h])))
+    metrics: dict[str, float] = {}
+    aps = []
+    for category in sorted(ground_truth["categories"], key=lambda c: c["id"]):
+        gt = {
+            image_id: (np.asarray(b, np.float64).reshape(-1, 4), np.asarray(d, bool))
+            for image_id, (b, d) in per_class_gt[category["id"]].items()
+        }
+        ap, _, _ = voc_class_ap(per_class_dt[category["id"]], gt, iou_threshold, use_07_metric)
+        metrics[f"AP/{category.get('name', category['id'])}"] = ap
+        if not math.isnan(ap):
+            aps.append(ap)
+    metrics = {"mAP": float(np.mean(aps)) if aps else math.nan, **metrics}
+    return metrics
+
+
+class VocEvaluator(Evaluator):
+    """Streaming Pascal VOC AP.
+
+    Args:
+        ground_truth: a COCO instances dict; ``iscrowd`` marks VOC ``difficult`` objects.
+        iou_threshold: 0.5 in VOC.
+        metric: ``voc07`` (11-point) or ``voc12`` (area under the envelope).
+    """
+
+    def __init__(
+        self,
+        ground_truth: dict[str, Any],
+        iou_threshold: float = 0.5,
+        metric: Literal["voc07", "voc12"] = "voc12",
+    ) -> None:
+        if metric not in ("voc07", "voc12"):
+            raise ValueError(f"metric must be 'voc07' or 'voc12', got {metric!r}")
+        self.ground_truth = ground_truth
+        self.iou_threshold = iou_threshold
+        self.metric = metric
+        self.category_ids = sorted(c["id"] for c in ground_truth["categories"])
+        self.reset()
+
+    def reset(self) -> None:
+        self._results: list[dict[str, Any]] = []
+
+    def update(self, predictions: Sequence[Instances], image_ids: Sequence[int]) -> None:
+        """Add predictions (original-image coordinates, labels ``0..C-1``) per image id."""
+        self.update_results(instances_to_results(predictions, image_ids, self.category_ids))
+
+    def update_results(self, results: Sequence[dict[str, Any]], source: str = "results") -> None:
+        check_results(results, self.ground_truth, "bbox", source)
+        self._results.extend(results)
+
+    def compute(self) -> dict[str, float]:
+        return voc_metrics(self.ground_truth, gather(self._results), self.iou_threshold,
+                           use_07_metric=self.metric == "voc07")
+
+
+@EVALUATORS.register("voc")
+def build_voc_evaluator(
+    dataset: Any, iou_threshold: float = 0.5, metric: Literal["voc07", "voc12"] = "voc12"
+) -> VocEvaluator:
+    """A VOC evaluator whose ground truth is ``dataset.coco_ground_truth()``."""
+    return VocEvaluator(dataset.coco_ground_truth(), iou_threshold=iou_threshold, metric=metric)

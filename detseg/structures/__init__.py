@@ -1,0 +1,24 @@
+"""Typed containers: boxes, instances, samples, the R-CNN box coder and mask helpers."""
+
+from detseg.structures.box_coder import BoxCoder
+from detseg.structures.boxes import (
+    Boxes,
+    cxcywh_to_xyxy,
+    xywh_to_xyxy,
+    xyxy_to_cxcywh,
+    xyxy_to_xywh,
+)
+from detseg.structures.instances import Instances
+from detseg.structures.sample import IGNORE_INDEX, DetSample
+
+__all__ = [
+    "IGNORE_INDEX",
+    "BoxCoder",
+    "Boxes",
+    "DetSample",
+    "Instances",
+    "cxcywh_to_xyxy",
+    "xywh_to_xyxy",
+    "xyxy_to_cxcywh",
+    "xyxy_to_xywh",
+]
