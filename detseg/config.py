@@ -25,11 +25,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from detseg.errors import ConfigError, DetsegError
 from detseg.registry import Registry, did_you_mean
 
 PROJECT_CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+SUPPLIED_BY_CALLER = frozenset({"dataset", "transforms"})
+"""Builder parameters that code passes in (a data set to an evaluator, the transform
+pipeline to a data set); a config node never sets them and validation does not ask."""
 
 
 def Component(registry: Registry) -> Any:  # noqa: N802 - reads as a type in annotations
@@ -81,7 +86,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
 def _explain_compose_error(path: Path, overrides: Sequence[str], exc: Exception) -> str:
     message = f"{path}: {str(exc).splitlines()[0]}"
     if "Could not override" not in message:
-        return f"{path}: {exc}"
+        return f"{path}: {str(exc).split('Config search path:')[0].strip()}"
     # Name the nearest existing key of an override typo, e.g. data.train.batch_sise.
     try:
         base = load_config(path)
@@ -105,10 +110,20 @@ def _explain_compose_error(path: Path, overrides: Sequence[str], exc: Exception)
 
 
 def to_plain(cfg: Any) -> Any:
-    """Resolve interpolations and turn OmegaConf containers into dicts and lists."""
-    if isinstance(cfg, (DictConfig,)) or OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
+    """Resolve interpolations and turn OmegaConf containers into dicts and lists.
+
+    Raises:
+        ConfigError: a mandatory value (``???``) left unset, or a broken interpolation.
+    """
+    if not OmegaConf.is_config(cfg):
+        return cfg
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"{exc.full_key}: required value is not set (it is ??? in the YAML); "
+                          f"set it with {exc.full_key}=...") from None
+    except InterpolationResolutionError as exc:
+        raise ConfigError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,11 +180,10 @@ def validate(value: Any, annotation: Any, path: str) -> None:
     _validate_scalar(value, annotation, path)
 
 
-def validate_component(value: Any, registry: Registry, path: str, provided: Sequence[str] = ()) -> None:
+def validate_component(value: Any, registry: Registry, path: str) -> None:
     """Check a ``{name: ..., **kwargs}`` node against the registered builder's signature.
 
-    Args:
-        provided: parameter names the caller passes itself (not required in the node).
+    Parameters in ``SUPPLIED_BY_CALLER`` are neither required nor accepted in the node.
     """
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -186,6 +200,8 @@ def validate_component(value: Any, registry: Registry, path: str, provided: Sequ
     for key, item in value.items():
         if key == "name":
             continue
+        if key in SUPPLIED_BY_CALLER:
+            raise ConfigError(f"{path}: '{key}' is not set in a {registry.kind} node; it is supplied by code")
         if key not in params and not takes_any:
             raise ConfigError(
                 f"{path}: unexpected key '{key}' for {registry.kind} '{value['name']}'"
@@ -195,7 +211,8 @@ def validate_component(value: Any, registry: Registry, path: str, provided: Sequ
     missing = [
         name
         for name, p in params.items()
-        if p.default is inspect.Parameter.empty and name not in value and name not in provided
+        if p.default is inspect.Parameter.empty and name not in value
+        and name not in SUPPLIED_BY_CALLER
     ]
     if missing:
         raise ConfigError(
@@ -314,17 +331,17 @@ def _describe(value: Any) -> str:
 def build(node: Any, registry: Registry, path: str, **context: Any) -> Any:
     """Validate and build one component node.
 
-    ``context`` holds objects the caller supplies (a dataset for an evaluator, a
-    transform pipeline for a dataset); each is passed only to builders whose signature
-    names it and only where the node does not set it.
+    ``context`` holds objects the caller supplies (``SUPPLIED_BY_CALLER``: a data set for
+    an evaluator, a transform pipeline for a data set); each is passed only to builders
+    whose signature names it.
     """
     node = to_plain(node)
     if not isinstance(node, Mapping) or "name" not in node:
         validate_component(node, registry, path)  # raises, naming what is missing
-    builder = registry.get(node["name"], where=f"{path}.name")
+    validate_component(node, registry, path)
+    builder = registry.get(node["name"])
     params, _, takes_any = _signature(builder)
-    supplied = {k: v for k, v in context.items() if (k in params or takes_any) and k not in node}
-    validate_component(node, registry, path, provided=list(supplied))
+    supplied = {k: v for k, v in context.items() if k in params or takes_any}
     kwargs = {k: v for k, v in node.items() if k != "name"} | supplied
     try:
         return builder(**kwargs)

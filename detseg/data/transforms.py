@@ -60,6 +60,9 @@ class TransformPipeline:
         self, transforms: list[A.BasicTransform], min_box_size: float = 1.0, seed: int | None = None
     ) -> None:
         self.transforms = list(transforms)
+        if not self.transforms:
+            self.compose = None
+            return
         self.compose = A.Compose(
             self.transforms,
             bbox_params=A.BboxParams(
@@ -73,7 +76,7 @@ class TransformPipeline:
         )
 
     def __call__(self, record: ImageRecord) -> ImageRecord:
-        if not self.transforms:
+        if self.compose is None:
             return record
         inputs = {
             "image": record.image,

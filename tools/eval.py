@@ -1,0 +1,80 @@
+"""Evaluate result files against ground truth.
+
+Detection (COCO results JSON, or a folder of VOC devkit result files)::
+
+    python tools/eval.py --gt ANN.json --results RES.json [--iou-type bbox|segm]
+                         [--metric coco|voc07|voc12] [--out metrics.json]
+    python tools/eval.py --gt VOCROOT --split val --results RES.json --metric voc07
+
+Semantic segmentation (label-map PNGs paired by file name)::
+
+    python tools/eval.py --gt-masks DIR --pred-masks DIR --num-classes K
+                         [--ignore-index 255] [--out metrics.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from detseg.cli import run_cli  # noqa: E402
+from detseg.report import format_metrics, write_metrics_json  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    det = parser.add_argument_group("detection")
+    det.add_argument("--gt", help="COCO instances JSON, a VOC root folder, or an experiment YAML "
+                     "(ground truth of its data.<split>)")
+    det.add_argument("--results", help="COCO results JSON, or a folder of VOC *_<class>.txt files")
+    det.add_argument("--iou-type", choices=["bbox", "segm"], default="bbox")
+    det.add_argument("--metric", choices=["coco", "voc07", "voc12"], default="coco")
+    det.add_argument("--split", default="val", help="split of a VOC root (ImageSets/Main/<split>.txt)")
+    det.add_argument("--backend", choices=["auto", "pycocotools", "faster_coco_eval"], default="auto")
+    seg = parser.add_argument_group("segmentation")
+    seg.add_argument("--gt-masks", help="folder of ground-truth label PNGs")
+    seg.add_argument("--pred-masks", help="folder of predicted label PNGs, same file names")
+    seg.add_argument("--num-classes", type=int)
+    seg.add_argument("--ignore-index", type=int, default=255)
+    seg.add_argument("--class-names", nargs="+", help="one name per class index")
+    parser.add_argument("--out", help="write the metrics as JSON here")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides when --gt is an experiment YAML")
+    args = parser.parse_args(argv)
+    detection = args.gt or args.results
+    segmentation = args.gt_masks or args.pred_masks
+    if detection and segmentation:
+        parser.error("give either --gt/--results or --gt-masks/--pred-masks, not both")
+    if detection and not (args.gt and args.results):
+        parser.error("detection needs both --gt and --results")
+    if segmentation and not (args.gt_masks and args.pred_masks and args.num_classes):
+        parser.error("segmentation needs --gt-masks, --pred-masks and --num-classes")
+    if not (detection or segmentation):
+        parser.error("nothing to evaluate: give --gt and --results, or --gt-masks and --pred-masks")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from detseg.evaluation.files import evaluate_detection_files, evaluate_mask_folders
+
+    if args.gt:
+        metrics, _ = evaluate_detection_files(args.gt, args.results, args.iou_type, args.metric,
+                                              args.split, args.backend, args.overrides)
+        title = f"{args.metric} {args.iou_type if args.metric == 'coco' else 'bbox @ IoU 0.5'}: {args.results}"
+    else:
+        metrics = evaluate_mask_folders(args.gt_masks, args.pred_masks, args.num_classes,
+                                        args.ignore_index, args.class_names)
+        title = f"segmentation: {args.pred_masks}"
+    print(format_metrics(metrics, title))
+    if args.out:
+        write_metrics_json(metrics, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
