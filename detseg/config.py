@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
@@ -79,6 +80,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
             cfg = compose(config_name=path.stem, overrides=hydra_overrides)
     except HydraException as exc:
         raise ConfigError(_explain_compose_error(path, overrides, exc)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     OmegaConf.set_struct(cfg, True)
     return cfg
 

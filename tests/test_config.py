@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+
+from detseg.config import build, load_config, validate
+from detseg.errors import ConfigError
+from detseg.experiment import build_evaluator, build_split, load_experiment
+from detseg.registry import DATASETS, Registry, UnknownNameError
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: p.name)
+def test_every_experiment_config_composes_validates_and_builds(path):
+    cfg = load_experiment(path, ["data.val.dataset.num_images=4"])
+    dataset = build_split(cfg, "val")
+    evaluator = build_evaluator(cfg, dataset)
+    assert len(dataset) == 4 and hasattr(evaluator, "compute")
+
+
+def test_group_configs_validate_as_sections():
+    for path in sorted((ROOT / "configs" / "evaluator").glob("*.yaml")):
+        cfg = load_experiment(ROOT / "configs/default.yaml", [f"evaluator={path.stem}"])
+        assert cfg.evaluator.name == path.stem
+
+
+def test_override_typo_names_the_nearest_key():
+    with pytest.raises(ConfigError, match=r"no key 'batch_sise' under data\.val \(did you mean 'batch_size'\?\)"):
+        load_config(ROOT / "configs/default.yaml", ["data.val.batch_sise=4"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+data.val.dataset.num_imags=3", r"default\.yaml: data\.val\.dataset: unexpected key 'num_imags'.*did you mean 'num_images'"),
+    ("data.val.batch_size=abc", r"data\.val\.batch_size: expected int, got str 'abc'"),
+    ("seed=0.5", r"seed: expected int, got float"),
+    ("evaluator.iou_type=box", r"evaluator\.iou_type: 'box' is not one of \['bbox', 'segm'\].*did you mean 'bbox'"),
+    ("+trian=1", r"<root>: unexpected key 'trian'"),
+    ("data.train.transforms=[{name: horizontal_flip, pp: 1}]", r"transforms\[0\]: unexpected key 'pp'.*did you mean 'p'"),
+])
+def test_bad_values_fail_before_anything_is_built(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(ROOT / "configs/default.yaml", [override])
+
+
+def test_unknown_registry_name_lists_nearest_and_all():
+    with pytest.raises(UnknownNameError) as info:
+        load_experiment(ROOT / "configs/default.yaml", ["data.val.dataset.name=shapez"])
+    message = str(info.value)
+    assert "data.val.dataset.name: unknown dataset 'shapez'. Did you mean 'shapes'?" in message
+    assert "Available: coco, seg_folder, shapes, voc" in message
+
+
+def test_unset_mandatory_value_is_named(tmp_path):
+    cfg = tmp_path / "configs" / "exp.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("data:\n  val:\n    dataset: {name: coco, ann_file: '???', image_dir: x}\n")
+    with pytest.raises(ConfigError, match=r"data\.val\.dataset\.ann_file: required value is not set"):
+        load_experiment(cfg)
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("data: {val: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(cfg)
+
+
+def test_missing_file_and_wrong_suffix():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match=r"\.yaml or \.yml"):
+        load_config(ROOT / "pyproject.toml")
+
+
+def test_registry_rejects_duplicates_and_build_checks_required_keys():
+    registry = Registry("thing")
+
+    @registry.register("point")
+    def make_point(x: int, y: int = 0):
+        return (x, y)
+
+    with pytest.raises(KeyError, match="already registered"):
+        registry.register("point", make_point)
+    assert build({"name": "point", "x": 2}, registry, "p") == (2, 0)
+    with pytest.raises(ConfigError, match="p: thing 'point' needs key\\(s\\) x"):
+        build({"name": "point"}, registry, "p")
+    with pytest.raises(ConfigError, match="p.x: expected int, got str"):
+        build({"name": "point", "x": "2"}, registry, "p")
+    with pytest.raises(ConfigError, match="no 'name'"):
+        validate({"x": 1}, DATASETS and __import__("detseg.config").config.Component(registry), "p")
+
+
+def test_dataset_node_cannot_set_code_supplied_parameters():
+    with pytest.raises(ConfigError, match="'transforms' is not set in a dataset node"):
+        build({"name": "shapes", "transforms": []}, DATASETS, "data.val.dataset")
