@@ -38,7 +38,7 @@ SUPPLIED_BY_CALLER = frozenset({"dataset", "transforms"})
 pipeline to a data set); a config node never sets them and validation does not ask."""
 
 
-def Component(registry: Registry) -> Any:  # noqa: N802 - reads as a type in annotations
+def Component(registry: Registry) -> Any:
     """Annotation for a config node built from ``registry`` (``{name: ..., **kwargs}``)."""
     return Annotated[Mapping, registry]
 

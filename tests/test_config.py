@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from detseg.config import build, load_config, validate
+from detseg.config import Component, build, load_config, validate
 from detseg.errors import ConfigError
 from detseg.experiment import build_evaluator, build_split, load_experiment
 from detseg.registry import DATASETS, Registry, UnknownNameError
@@ -88,7 +88,7 @@ def test_registry_rejects_duplicates_and_build_checks_required_keys():
     with pytest.raises(ConfigError, match="p.x: expected int, got str"):
         build({"name": "point", "x": "2"}, registry, "p")
     with pytest.raises(ConfigError, match="no 'name'"):
-        validate({"x": 1}, DATASETS and __import__("detseg.config").config.Component(registry), "p")
+        validate({"x": 1}, Component(registry), "p")
 
 
 def test_dataset_node_cannot_set_code_supplied_parameters():

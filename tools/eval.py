@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detseg.cli import run_cli  # noqa: E402
-from detseg.report import format_metrics, write_metrics_json  # noqa: E402
+from detseg.cli import run_cli
+from detseg.report import format_metrics, write_metrics_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

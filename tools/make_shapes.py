@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detseg.cli import run_cli  # noqa: E402
+from detseg.cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

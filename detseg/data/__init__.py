@@ -5,7 +5,13 @@ Importing this package registers every data set and transform.
 
 from detseg.data.base import DetectionDataset
 from detseg.data.coco import CocoDataset
-from detseg.data.loader import DataConfig, LoaderConfig, build_dataloader, build_dataset, collate_samples
+from detseg.data.loader import (
+    DataConfig,
+    LoaderConfig,
+    build_dataloader,
+    build_dataset,
+    collate_samples,
+)
 from detseg.data.record import ImageRecord
 from detseg.data.seg_folder import SegFolderDataset
 from detseg.data.shapes import ShapesDataset
@@ -24,5 +30,6 @@ __all__ = [
     "VocDataset",
     "build_dataloader",
     "build_dataset",
+    "build_transforms",
     "collate_samples",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from detseg.data.base import DetectionDataset, Transform
-from detseg.data.io import read_image
+from detseg.data.io import read_image, read_json
 from detseg.data.record import ImageRecord
 from detseg.data.validation import BoxChecker, check_files_exist
 from detseg.errors import DataError
@@ -21,14 +20,7 @@ from detseg.structures.masks import segmentation_to_mask
 
 def load_coco_json(path: str | Path) -> dict[str, Any]:
     """Read a COCO instances file and check its top-level structure."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"annotation file not found: {path}")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    data = read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a COCO instances object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):

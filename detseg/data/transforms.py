@@ -18,12 +18,12 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home at import
 
-import albumentations as A  # noqa: E402
-import numpy as np  # noqa: E402
+import albumentations as A
+import numpy as np
 
-from detseg.config import build  # noqa: E402
-from detseg.data.record import ImageRecord  # noqa: E402
-from detseg.registry import TRANSFORMS  # noqa: E402
+from detseg.config import build
+from detseg.data.record import ImageRecord
+from detseg.registry import TRANSFORMS
 
 for _name, _cls in {
     "resize": A.Resize,

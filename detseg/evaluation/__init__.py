@@ -3,7 +3,11 @@
 from detseg.evaluation.base import Evaluator, gather, nest_per_class
 from detseg.evaluation.coco import COCO_METRICS, CocoEvaluator, coco_metrics
 from detseg.evaluation.confusion import DetectionConfusionMatrix
-from detseg.evaluation.segmentation import SegmentationEvaluator, confusion_matrix, segmentation_metrics
+from detseg.evaluation.segmentation import (
+    SegmentationEvaluator,
+    confusion_matrix,
+    segmentation_metrics,
+)
 from detseg.evaluation.voc import VocEvaluator, average_precision, voc_class_ap, voc_metrics
 
 __all__ = [

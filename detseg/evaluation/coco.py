@@ -10,10 +10,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from detseg.evaluation.base import Evaluator, gather
-from detseg.evaluation.results import check_results, instances_to_results
+from detseg.evaluation.base import gather
+from detseg.evaluation.results import ResultsEvaluator
 from detseg.registry import EVALUATORS
-from detseg.structures import Instances
 
 COCO_METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 """Names of ``COCOeval.stats[0..11]``, in that order."""
@@ -96,7 +95,7 @@ def _no_detections(gt: dict[str, Any], names: dict[int, str]) -> dict[str, float
     return metrics
 
 
-class CocoEvaluator(Evaluator):
+class CocoEvaluator(ResultsEvaluator):
     """Streaming COCO evaluation.
 
     Args:
@@ -114,26 +113,9 @@ class CocoEvaluator(Evaluator):
     ) -> None:
         if iou_type not in ("bbox", "segm"):
             raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-        self.ground_truth = ground_truth
         self.iou_type = iou_type
         self.backend = backend
-        self.category_ids = sorted(c["id"] for c in ground_truth["categories"])
-        self.reset()
-
-    def reset(self) -> None:
-        self._results: list[dict[str, Any]] = []
-
-    def update(self, predictions: Sequence[Instances], image_ids: Sequence[int]) -> None:
-        """Add predictions (original-image coordinates, labels ``0..C-1``) per image id."""
-        self.update_results(
-            instances_to_results(predictions, image_ids, self.category_ids,
-                                 with_masks=self.iou_type == "segm")
-        )
-
-    def update_results(self, results: Sequence[dict[str, Any]], source: str = "results") -> None:
-        """Add COCO-format results; unknown image or category ids raise."""
-        check_results(results, self.ground_truth, self.iou_type, source)
-        self._results.extend(results)
+        super().__init__(ground_truth)
 
     def compute(self) -> dict[str, float]:
         return coco_metrics(self.ground_truth, gather(self._results), self.iou_type, self.backend)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detseg.data.io import read_json
 from detseg.errors import DataError
+from detseg.evaluation.base import Evaluator
 from detseg.structures import Instances
 from detseg.structures.masks import mask_to_rle
 
@@ -44,14 +45,7 @@ def instances_to_results(
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """Read a COCO results JSON (a list of detections)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"results file not found: {path}")
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    results = read_json(path, "results file")
     if not isinstance(results, list):
         raise DataError(f"{path}: expected a list of detections, got {type(results).__name__}")
     return results
@@ -88,3 +82,32 @@ def check_results(
             bbox = entry["bbox"]
             if not (isinstance(bbox, list) and len(bbox) == 4) or bbox[2] < 0 or bbox[3] < 0:
                 raise DataError(f"{source}: entry {i} has invalid bbox {bbox!r} (need [x, y, w, h], w, h >= 0)")
+
+
+class ResultsEvaluator(Evaluator):
+    """An evaluator that collects COCO-format results against a COCO ground-truth dict.
+
+    Subclasses set ``iou_type`` and implement ``compute`` over ``gather(self._results)``.
+    """
+
+    iou_type = "bbox"
+
+    def __init__(self, ground_truth: dict[str, Any]) -> None:
+        self.ground_truth = ground_truth
+        self.category_ids = sorted(c["id"] for c in ground_truth["categories"])
+        self.reset()
+
+    def reset(self) -> None:
+        self._results: list[dict[str, Any]] = []
+
+    def update(self, predictions: Sequence[Instances], image_ids: Sequence[int]) -> None:
+        """Add predictions (original-image coordinates, labels ``0..C-1``) per image id."""
+        self.update_results(
+            instances_to_results(predictions, image_ids, self.category_ids,
+                                 with_masks=self.iou_type == "segm")
+        )
+
+    def update_results(self, results: Sequence[dict[str, Any]], source: str = "results") -> None:
+        """Add COCO-format results; unknown image or category ids raise, naming ``source``."""
+        check_results(results, self.ground_truth, self.iou_type, source)
+        self._results.extend(results)

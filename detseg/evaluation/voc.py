@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from detseg.evaluation.base import Evaluator, gather
-from detseg.evaluation.results import check_results, instances_to_results
+from detseg.evaluation.base import gather
+from detseg.evaluation.results import ResultsEvaluator
 from detseg.registry import EVALUATORS
-from detseg.structures import Instances
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> float:
@@ -137,7 +136,7 @@ def voc_metrics(
     return metrics
 
 
-class VocEvaluator(Evaluator):
+class VocEvaluator(ResultsEvaluator):
     """Streaming Pascal VOC AP.
 
     Args:
@@ -154,22 +153,9 @@ class VocEvaluator(Evaluator):
     ) -> None:
         if metric not in ("voc07", "voc12"):
             raise ValueError(f"metric must be 'voc07' or 'voc12', got {metric!r}")
-        self.ground_truth = ground_truth
         self.iou_threshold = iou_threshold
         self.metric = metric
-        self.category_ids = sorted(c["id"] for c in ground_truth["categories"])
-        self.reset()
-
-    def reset(self) -> None:
-        self._results: list[dict[str, Any]] = []
-
-    def update(self, predictions: Sequence[Instances], image_ids: Sequence[int]) -> None:
-        """Add predictions (original-image coordinates, labels ``0..C-1``) per image id."""
-        self.update_results(instances_to_results(predictions, image_ids, self.category_ids))
-
-    def update_results(self, results: Sequence[dict[str, Any]], source: str = "results") -> None:
-        check_results(results, self.ground_truth, "bbox", source)
-        self._results.extend(results)
+        super().__init__(ground_truth)
 
     def compute(self) -> dict[str, float]:
         return voc_metrics(self.ground_truth, gather(self._results), self.iou_threshold,

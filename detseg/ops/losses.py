@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 import torchvision.ops as tv_ops
 from torch import Tensor

@@ -61,6 +61,10 @@ class Instances:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def __repr__(self) -> str:
+        fields = ["boxes", "labels"] + [f for f in ("scores", "masks") if getattr(self, f) is not None]
+        return f"Instances(num={len(self)}, image_size={self.image_size}, fields={fields})"
+
     def __getitem__(self, index: Any) -> Instances:
         """Select by int, slice, ``bool[N]`` or ``int64[K]`` index."""
         if isinstance(index, int):

@@ -13,7 +13,11 @@ from pycocotools.cocoeval import COCOeval
 
 from detseg.errors import DataError
 from detseg.evaluation import COCO_METRICS, CocoEvaluator, coco_metrics
-from detseg.evaluation.synthetic import random_coco_ground_truth, random_detections, results_from_ground_truth
+from detseg.evaluation.synthetic import (
+    random_coco_ground_truth,
+    random_detections,
+    results_from_ground_truth,
+)
 from detseg.structures import Boxes, Instances
 from detseg.structures.masks import mask_to_rle
 

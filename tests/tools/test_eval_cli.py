@@ -11,7 +11,7 @@ from detseg.data.io import write_label_map
 from detseg.evaluation.synthetic import results_from_ground_truth
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "tools"))
-import eval as eval_tool  # noqa: E402
+import eval as eval_tool
 
 
 def run(argv, capsys):
