@@ -143,7 +143,8 @@ def validate(value: Any, annotation: Any, path: str) -> None:
     Raises:
         ConfigError / KeyError naming ``path``.
     """
-    annotation = _unwrap_optional_annotated(annotation)
+    if isinstance(annotation, str):
+        return  # an unresolvable forward reference: accept anything
     registry = _registry_of(annotation)
     if registry is not None:
         validate_component(value, registry, path)
@@ -249,13 +250,12 @@ def _validate_union(value: Any, options: tuple, path: str) -> None:
     if len(rest) == 1:
         validate(value, rest[0], path)
         return
-    errors = []
     for option in rest:
         try:
             validate(value, option, path)
             return
-        except (ConfigError, KeyError) as exc:
-            errors.append(exc)
+        except (ConfigError, KeyError):
+            continue
     raise ConfigError(f"{path}: expected {_type_name(typing.Union[options])}, got {_describe(value)}")
 
 
@@ -292,12 +292,6 @@ def _registry_of(annotation: Any) -> Registry | None:
             if isinstance(reg, Registry) and reg.base is not None and reg.base is annotation:
                 return reg
     return None
-
-
-def _unwrap_optional_annotated(annotation: Any) -> Any:
-    if isinstance(annotation, str):
-        return None  # an unresolvable forward reference: accept anything
-    return annotation
 
 
 def _signature(builder: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
