@@ -33,9 +33,10 @@ from detseg.registry import Registry, did_you_mean
 
 PROJECT_CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 
-SUPPLIED_BY_CALLER = frozenset({"dataset", "transforms"})
+SUPPLIED_BY_CALLER = frozenset({"dataset", "transforms", "input_shape"})
 """Builder parameters that code passes in (a data set to an evaluator, the transform
-pipeline to a data set); a config node never sets them and validation does not ask."""
+pipeline to a data set, the feature shapes a neck or head is built for); a config node
+never sets them and validation does not ask."""
 
 
 def Component(registry: Registry) -> Any:
@@ -58,58 +59,56 @@ def find_config_root(path: Path) -> Path:
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose the YAML at ``path`` with its defaults list and ``key=value`` overrides.
 
+    An override may set a key the YAML leaves out (its default lives in a constructor
+    signature): it is added, and validation then checks it like any other key, so a
+    typo is reported with the nearest valid key.
+
     Returns:
         A struct-mode ``DictConfig`` (setting a key that does not exist raises).
 
     Raises:
-        ConfigError: missing file, bad override syntax, unknown key in an override
-            (with the nearest existing key), or an unknown group option.
+        ConfigError: missing file, invalid YAML, bad override syntax, or an unknown
+            group option.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     if path.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"config file must be .yaml or .yml: {path}")
+    base = _compose(path, [])
+    return _compose(path, [_allow_new_key(base, item) for item in overrides])
+
+
+def _compose(path: Path, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
     root = find_config_root(path)
-    hydra_overrides = [f"hydra.searchpath=[file://{root}]", *overrides]
     try:
         with initialize_config_dir(config_dir=str(path.resolve().parent), version_base=None):
-            cfg = compose(config_name=path.stem, overrides=hydra_overrides)
+            cfg = compose(config_name=path.stem,
+                          overrides=[f"hydra.searchpath=[file://{root}]", *overrides])
     except HydraException as exc:
-        raise ConfigError(_explain_compose_error(path, overrides, exc)) from exc
+        raise ConfigError(f"{path}: {str(exc).split('Config search path:')[0].strip()}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     OmegaConf.set_struct(cfg, True)
     return cfg
 
 
-def _explain_compose_error(path: Path, overrides: Sequence[str], exc: Exception) -> str:
-    message = f"{path}: {str(exc).splitlines()[0]}"
-    if "Could not override" not in message:
-        return f"{path}: {str(exc).split('Config search path:')[0].strip()}"
-    # Name the nearest existing key of an override typo, e.g. data.train.batch_sise.
-    try:
-        base = load_config(path)
-    except ConfigError:
-        return message
-    for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+~")
-        node: Any = base
-        parts = key.split(".")
-        for depth, part in enumerate(parts):
-            if not isinstance(node, DictConfig) or part not in node:
-                if isinstance(node, DictConfig):
-                    where = ".".join(parts[:depth]) or "<root>"
-                    message += (
-                        f"\n  '{key}': no key '{part}' under {where}"
-                        f"{did_you_mean(part, [str(k) for k in node.keys()])}"
-                    )
-                break
-            node = node[part]
-    return message
+def _allow_new_key(base: DictConfig, override: str) -> str:
+    """``a.b=1`` -> ``+a.b=1`` when ``a.b`` is not in ``base`` (Hydra needs the ``+``)."""
+    if "=" not in override or override[0] in "+~":
+        return override
+    key = override.split("=", 1)[0]
+    if OmegaConf.select(base, key, default=_MISSING) is _MISSING and key not in _GROUPS:
+        return f"+{override}"
+    return override
+
+
+_MISSING = object()
+_GROUPS = frozenset({"data", "evaluator", "model"})
+"""Config groups under configs/: ``data=coco`` picks an option, it does not add a key."""
 
 
 def to_plain(cfg: Any) -> Any:
@@ -286,10 +285,8 @@ def _registry_of(annotation: Any) -> Registry | None:
                 return extra
         return None
     if isinstance(annotation, type):
-        from detseg import registry as registry_module
-
-        for reg in vars(registry_module).values():
-            if isinstance(reg, Registry) and reg.base is not None and reg.base is annotation:
+        for reg in Registry.instances:
+            if reg.base is not None and reg.base is annotation:
                 return reg
     return None
 

@@ -1,33 +1,43 @@
-"""The schema of an experiment config, and building its parts.
+"""The schema of an experiment config, building its parts, and running training.
 
 Top-level sections (each validated before anything is built)::
 
     data:       {train: LoaderConfig, val: LoaderConfig, test: LoaderConfig}
     evaluator:  {name: coco | voc | segmentation, ...}
-    seed:       int
+    model:      {name: faster_rcnn | unet, ...}
+    train:      TrainConfig (max_iters, optimizer, schedule, checkpoints, ...)
+    seed, device (auto | cpu | cuda), output_dir (default runs/<config path>), resume
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from detseg.config import Component, build, load_config, to_plain, validate
+from detseg.config import Component, build, find_config_root, load_config, to_plain, validate
 from detseg.data import DataConfig, DetectionDataset, build_dataset
 from detseg.errors import ConfigError
 from detseg.evaluation.base import Evaluator
-from detseg.registry import EVALUATORS, UnknownNameError
+import detseg.models  # noqa: F401 - registers the models
+from detseg.engine.trainer import TrainConfig
+from detseg.registry import EVALUATORS, MODELS, UnknownNameError
 
 
 @dataclass
 class ExperimentConfig:
     data: DataConfig
     evaluator: Component(EVALUATORS) | None = None
+    model: Component(MODELS) | None = None
+    train: TrainConfig | None = None
     seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    output_dir: str | None = None
+    resume: bool = False
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -43,6 +53,10 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> DictConf
         raise UnknownNameError(f"{path}: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    with open_dict(cfg):  # top-level settings the YAML leaves out take the schema's defaults
+        for f in dataclasses.fields(ExperimentConfig):
+            if f.name not in cfg and f.default is not dataclasses.MISSING:
+                cfg[f.name] = f.default
     return cfg
 
 
@@ -65,3 +79,76 @@ def ground_truth_from_config(path: str | Path, overrides: Sequence[str] = (),
                              split: str = "val") -> dict[str, Any]:
     """COCO ground truth of the configured ``split`` (untransformed, original coordinates)."""
     return build_split(load_experiment(path, overrides), split).coco_ground_truth()
+
+
+def default_run_dir(config_path: str | Path) -> Path:
+    """``runs/<path of the config below configs/, without .yaml>``."""
+    path = Path(config_path).resolve()
+    root = find_config_root(path)
+    try:
+        name = path.relative_to(root).with_suffix("")
+    except ValueError:
+        name = Path(path.stem)
+    return Path("runs") / name
+
+
+def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None):
+    """The configured model; its class count must match ``dataset``'s."""
+    from detseg.models import build_model
+
+    if cfg.get("model") is None:
+        raise ConfigError("config has no model section")
+    model = build_model(cfg.model)
+    if dataset is not None and getattr(model, "num_classes", None) is not None:
+        expected = dataset.num_classes if model.task == "detection" else len(dataset.semantic_class_names)
+        if model.num_classes != expected:
+            raise ConfigError(f"model has {model.num_classes} classes but the data set has {expected} "
+                              f"({', '.join(dataset.class_names)})")
+    return model
+
+
+def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress: bool = True,
+                      stop_at: int | None = None) -> tuple[Path, dict[str, float]]:
+    """Train the experiment at ``path``; returns the run directory and final metrics."""
+    from detseg.engine.trainer import Trainer, TrainingError, select_device, seed_everything, write_resolved_config
+    from detseg.data import LoaderConfig
+
+    cfg = load_experiment(path, overrides)
+    if cfg.get("train") is None:
+        raise ConfigError(f"{path}: no train section")
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(path)
+    if not cfg.resume and (run_dir / "last.pt").exists():
+        raise TrainingError(f"{run_dir} already holds a run (last.pt); continue it with resume=true, "
+                            f"or pick another output_dir=...")
+    print(f"run directory: {run_dir}")
+    seed_everything(cfg.seed)
+    train_set = build_split(cfg, "train")
+    val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
+    evaluator = build_evaluator(cfg, val_set) if val_set is not None and cfg.get("evaluator") else None
+    model = build_model_for(cfg, train_set)
+    train_cfg = to_dataclass(TrainConfig, to_plain(cfg.train))
+    loader = LoaderConfig(**to_plain(cfg.data.train))
+    val_batch = cfg.data.val.batch_size if val_set is not None else 1
+    trainer = Trainer(model, train_cfg, train_set, loader, run_dir, select_device(cfg.device), cfg,
+                      val_set, evaluator, val_batch, seed=cfg.seed, progress=progress)
+    if cfg.resume:
+        trainer.resume()
+    write_resolved_config(cfg, run_dir)
+    metrics = trainer.train(stop_at=stop_at)
+    return run_dir, metrics
+
+
+def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
+    """Build a (nested) config dataclass from validated plain values."""
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    kwargs = {}
+    for f in dataclasses.fields(schema):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
+            value = to_dataclass(hints[f.name], value)
+        kwargs[f.name] = value
+    return schema(**kwargs)

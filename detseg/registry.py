@@ -48,10 +48,13 @@ class Registry:
         ... class ShapesDataset: ...
     """
 
+    instances: list[Registry] = []  # every registry, so config validation can find them by base
+
     def __init__(self, kind: str, base: type | None = None) -> None:
         self.kind = kind
         self.base = base
         self._entries: dict[str, Callable[..., Any]] = {}
+        Registry.instances.append(self)
 
     def register(self, name: str, obj: T | None = None) -> Any:
         """Register ``obj`` under ``name``; usable as ``@REG.register("name")``."""
@@ -99,3 +102,9 @@ class Registry:
 DATASETS = Registry("dataset")
 TRANSFORMS = Registry("transform")
 EVALUATORS = Registry("evaluator")
+BACKBONES = Registry("backbone")
+NECKS = Registry("neck")
+PROPOSAL_SOURCES = Registry("proposal source")
+ROI_HEADS = Registry("roi head")
+SEG_DECODERS = Registry("segmentation decoder")
+MODELS = Registry("model")

@@ -26,12 +26,17 @@ def test_group_configs_validate_as_sections():
 
 
 def test_override_typo_names_the_nearest_key():
-    with pytest.raises(ConfigError, match=r"no key 'batch_sise' under data\.val \(did you mean 'batch_size'\?\)"):
-        load_config(ROOT / "configs/default.yaml", ["data.val.batch_sise=4"])
+    with pytest.raises(ConfigError, match=r"data\.val: unexpected key 'batch_sise' \(did you mean 'batch_size'\?\)"):
+        load_experiment(ROOT / "configs/default.yaml", ["data.val.batch_sise=4"])
+
+
+def test_override_may_set_a_key_the_yaml_leaves_to_its_default():
+    cfg = load_experiment(ROOT / "configs/default.yaml", ["data.val.num_workers=1", "data.val.dataset.max_objects=2"])
+    assert cfg.data.val.num_workers == 1 and cfg.data.val.dataset.max_objects == 2
 
 
 @pytest.mark.parametrize("override,message", [
-    ("+data.val.dataset.num_imags=3", r"default\.yaml: data\.val\.dataset: unexpected key 'num_imags'.*did you mean 'num_images'"),
+    ("data.val.dataset.num_imags=3", r"default\.yaml: data\.val\.dataset: unexpected key 'num_imags'.*did you mean 'num_images'"),
     ("data.val.batch_size=abc", r"data\.val\.batch_size: expected int, got str 'abc'"),
     ("seed=0.5", r"seed: expected int, got float"),
     ("evaluator.iou_type=box", r"evaluator\.iou_type: 'box' is not one of \['bbox', 'segm'\].*did you mean 'bbox'"),

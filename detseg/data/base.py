@@ -12,7 +12,8 @@ from detseg.data.record import ImageRecord
 from detseg.structures import DetSample
 from detseg.structures.masks import mask_to_rle
 
-Transform = Callable[[ImageRecord], ImageRecord]
+Transform = Callable[[ImageRecord, int | None], ImageRecord]
+"""Maps a record to a record; the int, when given, seeds its random choices."""
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -47,12 +48,15 @@ class DetectionDataset(torch.utils.data.Dataset):
         """Names of the semantic-map values: 0 is background, ``label + 1`` each class."""
         return ["background", *self.class_names]
 
-    def __getitem__(self, index: int) -> DetSample:
+    def __getitem__(self, index: int | tuple[int, int]) -> DetSample:
+        """Sample ``index``; ``(index, seed)`` also fixes the augmentation's random choices
+        (the training sampler passes seeds so that a resumed run sees the same data)."""
+        index, seed = index if isinstance(index, tuple) else (index, None)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         record = self.load(index)
         if self.transforms is not None:
-            record = self.transforms(record)
+            record = self.transforms(record, seed)
         return record.to_sample(with_instances=self.has_instances)
 
     def coco_ground_truth(self) -> dict[str, Any]:

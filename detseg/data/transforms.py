@@ -75,9 +75,12 @@ class TransformPipeline:
             seed=seed,
         )
 
-    def __call__(self, record: ImageRecord) -> ImageRecord:
+    def __call__(self, record: ImageRecord, seed: int | None = None) -> ImageRecord:
+        """Transform ``record``; a ``seed`` makes the random choices a function of it."""
         if self.compose is None:
             return record
+        if seed is not None:
+            self.compose.set_random_seed(seed)
         inputs = {
             "image": record.image,
             "bboxes": record.boxes.reshape(-1, 4),

@@ -1,0 +1,44 @@
+"""Run a model over a data set and feed its predictions to an evaluator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from detseg.data import DetectionDataset, collate_samples
+from detseg.errors import ConfigError
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: DetectionDataset,
+    evaluator: Any,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Metrics of ``model`` on ``dataset``: detections in original-image coordinates go to
+    a COCO/VOC evaluator by image id; label maps go to a segmentation evaluator with the
+    ground-truth map (which must then be at the original size)."""
+    was_training = model.training
+    model.eval()
+    evaluator.reset()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    for samples in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
+        predictions = model.predict([s.to(device) for s in samples])
+        if getattr(model, "task", "detection") == "segmentation":
+            targets = []
+            for sample in samples:
+                if sample.gt_sem_seg is None or sample.image_size != sample.orig_size:
+                    raise ConfigError("segmentation evaluation needs validation transforms that keep "
+                                      "the image size, and data with semantic maps")
+                targets.append(sample.gt_sem_seg)
+            evaluator.update(predictions, targets)
+        else:
+            evaluator.update(predictions, [s.image_id for s in samples])
+    model.train(was_training)
+    return evaluator.compute()

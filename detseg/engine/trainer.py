@@ -1,0 +1,272 @@
+"""The training loop: iterations, checkpoints, exact resume, evaluation, logging."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from detseg.config import to_plain
+from detseg.data import DetectionDataset, LoaderConfig, collate_samples
+from detseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from detseg.engine.evaluate import evaluate
+from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
+from detseg.engine.sampler import InfiniteSampler
+from detseg.errors import ConfigError, DetsegError
+
+
+class TrainingError(DetsegError):
+    """Training stopped: a non-finite loss, or a run directory that cannot be resumed."""
+
+
+@dataclass
+class TrainConfig:
+    """The ``train`` section. Iterations count optimizer steps of one batch each."""
+
+    max_iters: int = 1000
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    clip_grad_norm: float | None = None
+    amp: bool = False
+    eval_every: int = 0
+    checkpoint_every: int = 500
+    best_metric: str | None = None
+    log_every: int = 20
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` takes CUDA when available; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Trains ``model`` on ``train_set`` for ``cfg.max_iters`` iterations.
+
+    The run directory receives ``config.yaml``, ``last.pt`` (every
+    ``checkpoint_every`` iterations and at the end), ``best.pt`` (by ``best_metric``),
+    ``metrics.jsonl`` and TensorBoard events.
+
+    Args:
+        model: has ``loss(samples) -> dict`` and ``predict(samples)``.
+        train_set / train_loader: the training data and its loader settings.
+        val_set, evaluator: evaluation data and metric (``None``: no evaluation).
+        config: the resolved experiment config, stored in every checkpoint.
+        seed: seeds Python, NumPy, torch and the data stream.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        train_set: DetectionDataset,
+        train_loader: LoaderConfig,
+        run_dir: str | Path,
+        device: torch.device,
+        config: DictConfig | dict,
+        val_set: DetectionDataset | None = None,
+        evaluator: Any = None,
+        val_batch_size: int = 8,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.train_set = train_set
+        self.train_loader = train_loader
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.config = to_plain(config) if isinstance(config, DictConfig) else config
+        self.val_set = val_set
+        self.evaluator = evaluator
+        self.val_batch_size = val_batch_size
+        self.seed = seed
+        self.progress = progress
+        self.optimizer = build_optimizer(model, cfg.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_iters)
+        self.use_fp16 = cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_fp16)
+        self.iteration = 0
+        self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "iteration": None}
+        self.history: list[dict[str, Any]] = []
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "rng": rng_state(),
+            "best": self.best,
+            "config": self.config,
+        }
+
+    def resume(self) -> None:
+        """Continue from ``run_dir/last.pt`` exactly where it stopped."""
+        path = self.run_dir / "last.pt"
+        if not path.is_file():
+            raise TrainingError(f"resume=true but there is no checkpoint to resume in {self.run_dir} "
+                                f"(expected {path}); run without resume=true to start afresh")
+        state = load_checkpoint(path)
+        load_model_state(self.model, state["model"], str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        self.best = state["best"]
+        set_rng_state(state["rng"])
+        print(f"resumed from {path} at iteration {self.iteration}")
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        batch_size = self.train_loader.batch_size
+        sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
+                                  start=self.iteration * batch_size)
+        return DataLoader(self.train_set, batch_size=batch_size, sampler=sampler,
+                          num_workers=self.train_loader.num_workers, collate_fn=collate_samples,
+                          persistent_workers=self.train_loader.num_workers > 0)
+
+    def train(self, stop_at: int | None = None) -> dict[str, float]:
+        """Run to ``max_iters`` and return the final evaluation (empty without one).
+
+        ``stop_at`` ends the run after that iteration with ``last.pt`` written, as a kill
+        would (used to test resuming).
+        """
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        log = open(self.run_dir / "metrics.jsonl", "a")
+        end = self.cfg.max_iters if stop_at is None else min(stop_at, self.cfg.max_iters)
+        bar = tqdm(total=self.cfg.max_iters, initial=self.iteration, desc="train", unit="it",
+                   disable=not self.progress, dynamic_ncols=True)
+        metrics: dict[str, float] = {}
+        try:
+            self.model.train()
+            batches = iter(self._loader())
+            start_time = time.perf_counter()
+            while self.iteration < end:
+                samples = [s.to(self.device) for s in next(batches)]
+                losses = self._step(samples)
+                self.iteration += 1
+                bar.update(1)
+                lr = self.optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
+                if self.iteration % self.cfg.log_every == 0 or self.iteration == end:
+                    record = {"iteration": self.iteration, "lr": lr, **losses,
+                              "seconds": round(time.perf_counter() - start_time, 3)}
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    for key, value in losses.items():
+                        writer.add_scalar(f"train/{key}", value, self.iteration)
+                    writer.add_scalar("train/lr", lr, self.iteration)
+                    self.history.append(record)
+                last = self.iteration == self.cfg.max_iters
+                if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0 and not last:
+                    metrics = self._evaluate(log, writer)
+                if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == end:
+                    save_checkpoint(self.state(), self.run_dir / "last.pt")
+            if self.iteration == self.cfg.max_iters:
+                metrics = self._evaluate(log, writer)
+                save_checkpoint(self.state(), self.run_dir / "last.pt")
+        finally:
+            bar.close()
+            log.close()
+            writer.close()
+        return metrics
+
+    def _step(self, samples) -> dict[str, float]:
+        autocast_dtype = torch.float16 if self.use_fp16 else torch.bfloat16
+        with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=self.cfg.amp):
+            losses = self.model.loss(samples)
+        for name, value in losses.items():
+            if not torch.isfinite(value):
+                raise TrainingError(
+                    f"iteration {self.iteration + 1}: loss term '{name}' is {value.item()}; stopped. "
+                    f"The last good checkpoint is {self.run_dir / 'last.pt'} "
+                    f"(if one was written); lower the learning rate or enable train.clip_grad_norm"
+                )
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.cfg.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+
+    def _evaluate(self, log, writer) -> dict[str, float]:
+        if self.val_set is None or self.evaluator is None:
+            return {}
+        metrics = evaluate(self.model, self.val_set, self.evaluator, self.device, self.val_batch_size,
+                           progress=self.progress)
+        self.model.train()
+        log.write(json.dumps({"iteration": self.iteration, "split": "val",
+                              **{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                 for k, v in metrics.items()}}) + "\n")
+        log.flush()
+        for key, value in metrics.items():
+            if "/" not in key and not math.isnan(value):
+                writer.add_scalar(f"val/{key}", value, self.iteration)
+        name = self.cfg.best_metric
+        if name:
+            if name not in metrics:
+                raise ConfigError(f"train.best_metric '{name}' is not among the evaluator's metrics "
+                                  f"{[k for k in metrics if '/' not in k]}")
+            value = metrics[name]
+            if self.best["value"] is None or value > self.best["value"]:
+                self.best = {"metric": name, "value": value, "iteration": self.iteration}
+                save_checkpoint(self.state(), self.run_dir / "best.pt")
+        return metrics
+
+
+def write_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+__all__ = ["CheckpointError", "TrainConfig", "Trainer", "TrainingError", "select_device"]

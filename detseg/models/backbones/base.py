@@ -1,0 +1,93 @@
+"""The backbone contract: named feature maps with known channels and strides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from detseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature map's channel count and stride (input pixels per feature cell)."""
+
+    channels: int
+    stride: int
+
+
+class Backbone(nn.Module):
+    """``forward(images[B, 3, H, W]) -> {name: Tensor[B, C, H/stride, W/stride]}``.
+
+    Subclasses report what they return in :meth:`output_shape`, so necks and heads size
+    themselves from it and no YAML repeats channel counts.
+    """
+
+    def output_shape(self) -> dict[str, FeatureSpec]:
+        raise NotImplementedError
+
+    @property
+    def size_divisibility(self) -> int:
+        """Inputs padded to a multiple of this keep every feature map aligned."""
+        return max(spec.stride for spec in self.output_shape().values())
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` in ``module`` by ``FrozenBatchNorm2d`` (same statistics)."""
+    if isinstance(module, nn.BatchNorm2d):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        frozen.weight.copy_(module.weight.detach())
+        frozen.bias.copy_(module.bias.detach())
+        frozen.running_mean.copy_(module.running_mean)
+        frozen.running_var.copy_(module.running_var)
+        return frozen
+    for name, child in module.named_children():
+        setattr(module, name, freeze_batch_norm(child))
+    return module
+
+
+def load_pretrained(model: nn.Module, path: str, name: str) -> None:
+    """Load a local state-dict file into ``model`` (strict), never downloading.
+
+    Raises:
+        ConfigError: the file is missing, or its keys do not fit the model.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(
+            f"pretrained weights for backbone '{name}' not found: {file}. detseg never downloads; "
+            f"save a state dict there first, e.g. torch.save(torchvision.models.{name}("
+            f"weights='DEFAULT').state_dict(), '{file}') on a machine with internet."
+        )
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"{file} does not fit backbone '{name}': missing keys {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}"
+        )
+
+
+def freeze(modules: list[nn.Module]) -> None:
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def features_of(stages: nn.ModuleDict, x: Tensor, out_features: list[str]) -> dict[str, Tensor]:
+    """Run ``stages`` in order, keeping the outputs named in ``out_features``."""
+    out = {}
+    for name, stage in stages.items():
+        x = stage(x)
+        if name in out_features:
+            out[name] = x
+        if len(out) == len(out_features):
+            break
+    return out

@@ -1,0 +1,126 @@
+"""torchvision classification networks as backbones: one registry line per model.
+
+Each entry names the model's modules that make up each output stage; channels and
+strides are measured by one dummy forward pass at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from detseg.errors import ConfigError
+from detseg.models.backbones.base import (
+    Backbone,
+    FeatureSpec,
+    features_of,
+    freeze,
+    freeze_batch_norm,
+    load_pretrained,
+)
+from detseg.registry import BACKBONES, did_you_mean
+
+RESNET_STAGES = {
+    "c2": ["conv1", "bn1", "relu", "maxpool", "layer1"],
+    "c3": ["layer2"],
+    "c4": ["layer3"],
+    "c5": ["layer4"],
+}
+VGG16_STAGES = {  # outputs before each max pool: conv5 is VGG's conv5_3 at stride 16
+    "conv1": [f"features.{i}" for i in range(0, 4)],
+    "conv2": [f"features.{i}" for i in range(4, 9)],
+    "conv3": [f"features.{i}" for i in range(9, 16)],
+    "conv4": [f"features.{i}" for i in range(16, 23)],
+    "conv5": [f"features.{i}" for i in range(23, 30)],
+}
+
+
+class TorchvisionBackbone(Backbone):
+    """Stages cut out of a torchvision classification model.
+
+    Args:
+        arch: the ``torchvision.models`` constructor name.
+        stages: output name -> the model's module paths that make up that stage, in order.
+        out_features: which stage outputs to return (default: all).
+        frozen_stages: freeze the parameters of the first ``k`` stages.
+        frozen_bn: replace BatchNorm by FrozenBatchNorm (statistics and affine fixed).
+        pretrained: a local state-dict file for the full torchvision model.
+        model_kwargs: extra constructor arguments (e.g. ``replace_stride_with_dilation``).
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        stages: dict[str, list[str]],
+        out_features: Sequence[str] | None = None,
+        frozen_stages: int = 0,
+        frozen_bn: bool = False,
+        pretrained: str | None = None,
+        **model_kwargs,
+    ) -> None:
+        super().__init__()
+        model = getattr(torchvision.models, arch)(weights=None, **model_kwargs)
+        if pretrained:
+            load_pretrained(model, pretrained, arch)
+        if frozen_bn:
+            model = freeze_batch_norm(model)
+        self.stages = nn.ModuleDict(
+            {name: nn.Sequential(*[model.get_submodule(p) for p in paths]) for name, paths in stages.items()}
+        )
+        self.out_features = list(out_features) if out_features else list(stages)
+        for name in self.out_features:
+            if name not in stages:
+                raise ConfigError(f"backbone '{arch}': unknown out_feature '{name}'"
+                                  f"{did_you_mean(name, list(stages))}; choose from {list(stages)}")
+        if not 0 <= frozen_stages <= len(stages):
+            raise ConfigError(f"backbone '{arch}': frozen_stages must be 0..{len(stages)}")
+        freeze(list(self.stages.values())[:frozen_stages])
+        self._shape = self._measure_shape()
+
+    @torch.no_grad()
+    def _measure_shape(self) -> dict[str, FeatureSpec]:
+        was_training = self.training
+        self.eval()
+        size = 256
+        features = features_of(self.stages, torch.zeros(1, 3, size, size), self.out_features)
+        self.train(was_training)
+        return {name: FeatureSpec(int(f.shape[1]), size // int(f.shape[-1])) for name, f in features.items()}
+
+    def output_shape(self) -> dict[str, FeatureSpec]:
+        return dict(self._shape)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return features_of(self.stages, x, self.out_features)
+
+
+def _register(name: str, stages: dict[str, list[str]]) -> None:
+    def build(
+        out_features: list[str] | None = None,
+        frozen_stages: int = 0,
+        frozen_bn: bool = False,
+        pretrained: str | None = None,
+        replace_stride_with_dilation: list[bool] | None = None,
+    ) -> TorchvisionBackbone:
+        extra = {}
+        if replace_stride_with_dilation is not None:
+            extra["replace_stride_with_dilation"] = replace_stride_with_dilation
+        return TorchvisionBackbone(name, stages, out_features, frozen_stages, frozen_bn, pretrained, **extra)
+
+    build.__name__ = name
+    build.__doc__ = f"torchvision's {name}; stages {list(stages)}."
+    BACKBONES.register(name, build)
+
+
+for _arch in ("resnet18", "resnet34", "resnet50", "resnet101"):
+    _register(_arch, RESNET_STAGES)
+_register("vgg16", VGG16_STAGES)
+_register("vgg16_bn", {  # the BN variant has a BatchNorm after every conv
+    "conv1": [f"features.{i}" for i in range(0, 6)],
+    "conv2": [f"features.{i}" for i in range(6, 13)],
+    "conv3": [f"features.{i}" for i in range(13, 23)],
+    "conv4": [f"features.{i}" for i in range(23, 33)],
+    "conv5": [f"features.{i}" for i in range(33, 43)],
+})

@@ -1,0 +1,10 @@
+"""Heads: proposal sources (RPN) and RoI heads."""
+
+from detseg.models.heads.roi_heads import RoIPooler, StandardRoIHead
+from detseg.models.heads.rpn import RPN, ProposalSource
+from detseg.registry import PROPOSAL_SOURCES, ROI_HEADS
+
+PROPOSAL_SOURCES.base = ProposalSource
+ROI_HEADS.base = StandardRoIHead
+
+__all__ = ["RPN", "ProposalSource", "RoIPooler", "StandardRoIHead"]

@@ -1,0 +1,233 @@
+"""The R-CNN RoI head: pool features per region, classify, refine the box."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detseg.errors import ConfigError
+from detseg.models.backbones.base import FeatureSpec
+from detseg.ops import BalancedSampler, Matcher, batched_nms, box_iou, cross_entropy, roi_align, roi_pool, smooth_l1_loss
+from detseg.registry import ROI_HEADS, did_you_mean
+from detseg.structures import BoxCoder, Boxes, DetSample, Instances
+
+
+class RoIPooler(nn.Module):
+    """Fixed-size features for boxes, from one level or from an FPN by box size.
+
+    With several levels, a box of area ``A`` goes to level
+    ``k = floor(k0 + log2(sqrt(A) / canonical_size))`` (FPN paper, eq. 1), clamped to the
+    available levels.
+
+    Args:
+        strides: stride of each level in ``in_features`` order (finest first).
+        output_size: side of the pooled grid (7 in Faster R-CNN).
+        kind: ``roi_align`` (bilinear, Mask R-CNN) or ``roi_pool`` (max, Fast R-CNN).
+        sampling_ratio: RoIAlign sample points per bin side; 0 takes ``ceil(roi side / output_size)``
+            (adaptive, as detectron2), which is cheapest for small RoIs.
+    """
+
+    def __init__(
+        self,
+        strides: Sequence[int],
+        output_size: int = 7,
+        kind: Literal["roi_align", "roi_pool"] = "roi_align",
+        sampling_ratio: int = 0,
+        canonical_size: float = 224.0,
+        canonical_level: int = 4,
+    ) -> None:
+        super().__init__()
+        if kind not in ("roi_align", "roi_pool"):
+            raise ConfigError(f"pooler kind must be 'roi_align' or 'roi_pool', got {kind!r}")
+        self.strides = list(strides)
+        self.levels = [int(math.log2(s)) for s in strides]
+        self.output_size = output_size
+        self.kind = kind
+        self.sampling_ratio = sampling_ratio
+        self.canonical_size = canonical_size
+        self.canonical_level = canonical_level
+
+    def forward(self, maps: list[Tensor], boxes: list[Tensor]) -> Tensor:
+        """``maps`` per level ``[B, C, H, W]``; ``boxes`` per image ``[K_i, 4]`` -> ``[sum K_i, C, S, S]``."""
+        if len(maps) == 1:
+            return self._pool(maps[0], boxes, self.strides[0])
+        all_boxes = torch.cat(boxes)
+        image_index = torch.cat([torch.full((len(b),), i, device=all_boxes.device) for i, b in enumerate(boxes)])
+        areas = Boxes(all_boxes).area().clamp(min=1e-6)
+        level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size))
+        level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
+        out = maps[0].new_zeros((len(all_boxes), maps[0].shape[1], self.output_size, self.output_size))
+        for k, (feature, stride) in enumerate(zip(maps, self.strides)):
+            index = torch.nonzero(level == k).flatten()
+            if index.numel() == 0:
+                continue
+            per_image = [all_boxes[index][image_index[index] == i] for i in range(len(boxes))]
+            pooled = self._pool(feature, per_image, stride)
+            # _pool returns boxes grouped by image; restore the order within this level
+            order = torch.cat([index[image_index[index] == i] for i in range(len(boxes))])
+            out[order] = pooled.to(out.dtype)
+        return out
+
+    def _pool(self, feature: Tensor, boxes: list[Tensor], stride: int) -> Tensor:
+        if self.kind == "roi_align":
+            return roi_align(feature, boxes, self.output_size, 1.0 / stride, self.sampling_ratio)
+        return roi_pool(feature, boxes, self.output_size, 1.0 / stride)
+
+
+class TwoFCBoxHead(nn.Module):
+    """Flatten the pooled features and apply two fully connected layers with ReLU."""
+
+    def __init__(self, in_channels: int, pool_size: int, fc_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels * pool_size * pool_size, fc_dim)
+        self.fc2 = nn.Linear(fc_dim, fc_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
+
+
+class BoxPredictor(nn.Module):
+    """Class scores over ``C + 1`` (background last) and class-specific deltas ``[N, 4C]``."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.cls_score = nn.Linear(in_features, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_features, num_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+@ROI_HEADS.register("standard")
+class StandardRoIHead(nn.Module):
+    """Fast R-CNN's head on given proposals: pooler -> 2FC -> scores + class deltas.
+
+    Labels are ``0..C-1`` for classes and ``C`` for background.
+
+    Args:
+        input_shape: feature shapes (supplied by the model builder).
+        in_features: levels to pool from, finest first.
+        num_classes: object classes, without background.
+        pooler: ``roi_align`` or ``roi_pool``.
+        pool_size: side of the pooled grid.
+        sampling_ratio: RoIAlign sample points per bin side (0: adaptive).
+        fc_dim: width of the two FC layers.
+        iou_threshold: proposals with IoU >= this are foreground (0.5).
+        batch_size_per_image: RoIs sampled per image (512).
+        positive_fraction: foreground share of the sample (0.25).
+        box_coder_weights: (10, 10, 5, 5) as in Fast R-CNN.
+        score_threshold: detections below this score are dropped at inference.
+        nms_threshold: per-class NMS IoU at inference.
+        detections_per_image: top-k kept at inference.
+        smooth_l1_beta: of the box loss (0 = L1).
+    """
+
+    def __init__(
+        self,
+        input_shape: dict[str, FeatureSpec],
+        in_features: Sequence[str],
+        num_classes: int,
+        pooler: Literal["roi_align", "roi_pool"] = "roi_align",
+        pool_size: int = 7,
+        sampling_ratio: int = 0,
+        fc_dim: int = 1024,
+        iou_threshold: float = 0.5,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.5,
+        detections_per_image: int = 100,
+        smooth_l1_beta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        for name in in_features:
+            if name not in input_shape:
+                raise ConfigError(f"roi_head: in_feature '{name}' is not a feature map"
+                                  f"{did_you_mean(name, list(input_shape))}; maps: {list(input_shape)}")
+        channels = {input_shape[n].channels for n in in_features}
+        if len(channels) != 1:
+            raise ConfigError(f"roi_head: in_features {list(in_features)} have different channels {channels}")
+        self.in_features = list(in_features)
+        self.num_classes = num_classes
+        self.pooler = RoIPooler([input_shape[n].stride for n in in_features], pool_size, pooler, sampling_ratio)
+        self.box_head = TwoFCBoxHead(channels.pop(), pool_size, fc_dim)
+        self.box_predictor = BoxPredictor(fc_dim, num_classes)
+        self.box_coder = BoxCoder(box_coder_weights)
+        self.matcher = Matcher(iou_threshold, iou_threshold)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.detections_per_image = detections_per_image
+        self.smooth_l1_beta = smooth_l1_beta
+
+    def _head(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
+        pooled = self.pooler([features[n] for n in self.in_features], boxes)
+        return self.box_predictor(self.box_head(pooled))
+
+    def loss(self, features: dict[str, Tensor], proposals: Sequence[Instances],
+             samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        """Sample RoIs among proposals + ground truth, then CE + smooth-L1 on them."""
+        rois, labels, targets = self.sample_rois(proposals, samples)
+        class_logits, deltas = self._head(features, rois)
+        labels, targets = torch.cat(labels), torch.cat(targets)
+        loss_cls = cross_entropy(class_logits, labels, ignore_index=-100)
+        foreground = torch.nonzero(labels < self.num_classes).flatten()
+        deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, labels[foreground]]
+        loss_box = smooth_l1_loss(deltas, targets[foreground], beta=self.smooth_l1_beta, reduction="sum")
+        return {"loss_cls": loss_cls, "loss_box": loss_box / max(labels.numel(), 1)}
+
+    @torch.no_grad()
+    def sample_rois(self, proposals: Sequence[Instances], samples: Sequence[DetSample]):
+        """Per image: sampled RoI boxes, their labels (background = C), box targets."""
+        rois, labels, targets = [], [], []
+        for props, sample in zip(proposals, samples):
+            device = props.boxes.device
+            gt = sample.gt.to(device)
+            candidates = torch.cat([props.boxes.tensor, gt.boxes.tensor])
+            match = self.matcher(box_iou(gt.boxes.tensor, candidates))
+            pos, neg = self.sampler(match.labels)
+            index = torch.cat([pos, neg])
+            label = torch.full((len(index),), self.num_classes, dtype=torch.int64, device=device)
+            matched = match.matched_gt[pos]
+            label[: len(pos)] = gt.labels[matched]
+            target = torch.zeros(len(index), 4, device=device)
+            if len(pos):
+                target[: len(pos)] = self.box_coder.encode(candidates[pos], gt.boxes.tensor[matched])
+            rois.append(candidates[index])
+            labels.append(label)
+            targets.append(target)
+        return rois, labels, targets
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], proposals: Sequence[Instances]) -> list[Instances]:
+        """Decode class-specific boxes, threshold, per-class NMS, keep the top k."""
+        boxes = [p.boxes.tensor for p in proposals]
+        class_logits, deltas = self._head(features, boxes)
+        scores = class_logits.softmax(-1)[:, : self.num_classes]
+        decoded = self.box_coder.decode(deltas, torch.cat(boxes)) if len(deltas) else deltas
+        results = []
+        start = 0
+        for props in proposals:
+            n = len(props)
+            size = props.image_size
+            image_boxes = Boxes(decoded[start:start + n].reshape(-1, 4)).clip(size).tensor.view(n, -1, 4)
+            image_scores = scores[start:start + n]
+            start += n
+            labels = torch.arange(self.num_classes, device=image_scores.device).expand(n, -1)
+            keep = image_scores > self.score_threshold
+            flat_boxes, flat_scores, flat_labels = image_boxes[keep], image_scores[keep], labels[keep]
+            nonempty = Boxes(flat_boxes).nonempty(1e-3)
+            flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
+            keep = batched_nms(flat_boxes, flat_scores, flat_labels, self.nms_threshold)[: self.detections_per_image]
+            results.append(Instances(Boxes(flat_boxes[keep]), flat_labels[keep], size, scores=flat_scores[keep]))
+        return results

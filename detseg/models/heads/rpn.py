@@ -1,0 +1,156 @@
+"""Region Proposal Network (Ren et al. 2015): a proposal source for two-stage detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detseg.errors import ConfigError
+from detseg.models.backbones.base import FeatureSpec
+from detseg.models.preprocessor import ImageBatch
+from detseg.ops import AnchorGenerator, BalancedSampler, Matcher, batched_nms, box_iou, smooth_l1_loss
+from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE
+from detseg.registry import PROPOSAL_SOURCES, did_you_mean
+from detseg.structures import BoxCoder, Boxes, DetSample, Instances
+
+
+class ProposalSource(nn.Module):
+    """``(batch, features, samples) -> (list[Instances] proposals, dict of losses)``.
+
+    Proposals are boxes in the batch's (transformed, unpadded) image coordinates with
+    objectness ``scores``; losses are empty for sources that do not learn.
+    """
+
+    def forward(self, batch: ImageBatch, features: dict[str, Tensor], samples: Sequence[DetSample],
+                with_loss: bool) -> tuple[list[Instances], dict[str, Tensor]]:
+        raise NotImplementedError
+
+
+@PROPOSAL_SOURCES.register("rpn")
+class RPN(ProposalSource):
+    """Anchors on each level, a shared 3x3 conv, and 1x1 objectness / box-delta convs.
+
+    Args:
+        input_shape: feature shapes (supplied by the model builder).
+        in_features: levels to put anchors on; they must share a channel count.
+        anchor_sizes: per level, anchor sizes in input pixels.
+        aspect_ratios: height/width ratios, shared by all levels.
+        iou_thresholds: ``(negative below, positive from)``; Faster R-CNN's (0.3, 0.7).
+        batch_size_per_image: anchors sampled per image for the loss.
+        positive_fraction: at most this share of the sample is positive.
+        pre_nms_top_n: per level, the best-scoring anchors kept before NMS (train, test).
+        post_nms_top_n: proposals kept per image after NMS (train, test).
+        nms_threshold: IoU of NMS between proposals.
+        min_size: proposals narrower or shorter than this (pixels) are dropped.
+        smooth_l1_beta: of the box loss.
+    """
+
+    def __init__(
+        self,
+        input_shape: dict[str, FeatureSpec],
+        in_features: Sequence[str],
+        anchor_sizes: Sequence[Sequence[float]],
+        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        iou_thresholds: tuple[float, float] = (0.3, 0.7),
+        batch_size_per_image: int = 256,
+        positive_fraction: float = 0.5,
+        pre_nms_top_n: tuple[int, int] = (2000, 1000),
+        post_nms_top_n: tuple[int, int] = (2000, 1000),
+        nms_threshold: float = 0.7,
+        min_size: float = 1.0,
+        smooth_l1_beta: float = 1.0 / 9,
+    ) -> None:
+        super().__init__()
+        for name in in_features:
+            if name not in input_shape:
+                raise ConfigError(f"rpn: in_feature '{name}' is not a feature map"
+                                  f"{did_you_mean(name, list(input_shape))}; maps: {list(input_shape)}")
+        channels = {input_shape[n].channels for n in in_features}
+        if len(channels) != 1:
+            raise ConfigError(f"rpn: in_features {list(in_features)} have different channels {channels}")
+        if len(anchor_sizes) != len(in_features):
+            raise ConfigError(f"rpn: {len(anchor_sizes)} anchor_sizes lists for {len(in_features)} in_features")
+        self.in_features = list(in_features)
+        self.strides = [input_shape[n].stride for n in in_features]
+        self.anchor_generator = AnchorGenerator(anchor_sizes, [aspect_ratios])
+        num_anchors = self.anchor_generator.num_anchors_per_cell
+        if len(set(num_anchors)) != 1:
+            raise ConfigError("rpn: every level needs the same number of anchors per cell")
+        (c,) = channels
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.objectness = nn.Conv2d(c, num_anchors[0], 1)
+        self.deltas = nn.Conv2d(c, 4 * num_anchors[0], 1)
+        for layer in (self.conv, self.objectness, self.deltas):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.matcher = Matcher(iou_thresholds[0], iou_thresholds[1], allow_low_quality_matches=True)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.pre_nms_top_n = tuple(pre_nms_top_n)
+        self.post_nms_top_n = tuple(post_nms_top_n)
+        self.nms_threshold = nms_threshold
+        self.min_size = min_size
+        self.smooth_l1_beta = smooth_l1_beta
+
+    def forward(self, batch, features, samples, with_loss):
+        maps = [features[n] for n in self.in_features]
+        objectness, deltas = [], []
+        for x in maps:
+            t = F.relu(self.conv(x))
+            b, _, h, w = t.shape
+            # (B, A, H, W) -> (B, H, W, A) -> (B, H*W*A), matching the anchors' order
+            objectness.append(self.objectness(t).permute(0, 2, 3, 1).reshape(b, -1))
+            deltas.append(self.deltas(t).view(b, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4))
+        anchors = self.anchor_generator([m.shape[-2:] for m in maps], self.strides, device=maps[0].device)
+        proposals = self._proposals(anchors, objectness, deltas, batch.image_sizes, training=with_loss)
+        losses = self._losses(torch.cat(anchors), torch.cat(objectness, 1), torch.cat(deltas, 1), samples) \
+            if with_loss else {}
+        return proposals, losses
+
+    @torch.no_grad()
+    def _proposals(self, anchors, objectness, deltas, image_sizes, training):
+        pre_n = self.pre_nms_top_n[0 if training else 1]
+        post_n = self.post_nms_top_n[0 if training else 1]
+        out = []
+        for i, size in enumerate(image_sizes):
+            boxes, scores, levels = [], [], []
+            for level, (a, o, d) in enumerate(zip(anchors, objectness, deltas)):
+                k = min(pre_n, o.shape[1])
+                top_scores, top = o[i].detach().topk(k)
+                boxes.append(self.box_coder.decode(d[i, top].detach(), a[top]))
+                scores.append(top_scores)
+                levels.append(torch.full((k,), level, device=o.device))
+            boxes = Boxes(torch.cat(boxes)).clip(size)
+            scores, levels = torch.cat(scores), torch.cat(levels)
+            keep = boxes.nonempty(self.min_size)
+            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+            keep = batched_nms(boxes.tensor, scores, levels, self.nms_threshold)[:post_n]
+            out.append(Instances(boxes[keep], torch.zeros(len(keep), dtype=torch.int64, device=scores.device),
+                                 size, scores=scores[keep].sigmoid()))
+        return out
+
+    def _losses(self, anchors, objectness, deltas, samples):
+        labels, targets = [], []
+        for sample in samples:
+            gt = sample.gt.boxes.tensor.to(anchors.device)
+            match = self.matcher(box_iou(gt, anchors))
+            label = match.labels.clone()
+            if sample.gt_ignore is not None and len(sample.gt_ignore):
+                near_ignored = box_iou(sample.gt_ignore.boxes.tensor.to(anchors.device), anchors).amax(0) >= 0.5
+                label[(label == NEGATIVE) & near_ignored] = IGNORE
+            pos, neg = self.sampler(label)
+            sampled = torch.full_like(label, IGNORE)
+            sampled[pos], sampled[neg] = POSITIVE, NEGATIVE
+            labels.append(sampled)
+            matched = gt[match.matched_gt] if len(gt) else torch.zeros_like(anchors)
+            targets.append(self.box_coder.encode(anchors, matched))
+        labels, targets = torch.stack(labels), torch.stack(targets)
+        used = labels != IGNORE
+        positive = labels == POSITIVE
+        normaliser = max(int(used.sum()), 1)
+        loss_cls = F.binary_cross_entropy_with_logits(objectness[used], positive[used].float(), reduction="sum")
+        loss_box = smooth_l1_loss(deltas[positive], targets[positive], beta=self.smooth_l1_beta, reduction="sum")
+        return {"loss_rpn_cls": loss_cls / normaliser, "loss_rpn_box": loss_box / normaliser}

@@ -1,0 +1,74 @@
+"""Feature Pyramid Network (Lin et al. 2017)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detseg.errors import ConfigError
+from detseg.models.backbones.base import FeatureSpec
+from detseg.registry import NECKS, did_you_mean
+
+
+class Neck(nn.Module):
+    """``forward(dict[name, Tensor]) -> dict[name, Tensor]`` with :meth:`output_shape`."""
+
+    def output_shape(self) -> dict[str, FeatureSpec]:
+        raise NotImplementedError
+
+
+@NECKS.register("fpn")
+class FPN(Neck):
+    """Top-down pathway with lateral 1x1 and output 3x3 convolutions.
+
+    Input ``c<k>`` at stride ``2**k`` becomes ``p<k>``; ``extra_p6`` adds ``p6`` by
+    stride-2 max pooling of the coarsest output (as in Faster R-CNN with FPN).
+
+    Args:
+        input_shape: the backbone's output shape (supplied by the model builder).
+        in_features: backbone maps to use, finest first.
+        out_channels: channels of every output map.
+        extra_p6: also return a stride-doubled map from the coarsest level.
+    """
+
+    def __init__(
+        self,
+        input_shape: dict[str, FeatureSpec],
+        in_features: Sequence[str],
+        out_channels: int = 256,
+        extra_p6: bool = False,
+    ) -> None:
+        super().__init__()
+        for name in in_features:
+            if name not in input_shape:
+                raise ConfigError(f"fpn: in_feature '{name}' is not a backbone output"
+                                  f"{did_you_mean(name, list(input_shape))}; outputs: {list(input_shape)}")
+        self.in_features = list(in_features)
+        strides = [input_shape[n].stride for n in self.in_features]
+        self.out_names = [f"p{int(math.log2(s))}" for s in strides]
+        self.lateral = nn.ModuleList(nn.Conv2d(input_shape[n].channels, out_channels, 1) for n in in_features)
+        self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_features)
+        self.extra_p6 = extra_p6
+        self._shape = {name: FeatureSpec(out_channels, s) for name, s in zip(self.out_names, strides)}
+        if extra_p6:
+            self._shape[f"p{int(math.log2(strides[-1])) + 1}"] = FeatureSpec(out_channels, strides[-1] * 2)
+        for conv in [*self.lateral, *self.output]:
+            nn.init.kaiming_uniform_(conv.weight, a=1)
+            nn.init.zeros_(conv.bias)
+
+    def output_shape(self) -> dict[str, FeatureSpec]:
+        return dict(self._shape)
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        laterals = [conv(features[n]) for conv, n in zip(self.lateral, self.in_features)]
+        merged = [laterals[-1]]
+        for lateral in reversed(laterals[:-1]):
+            merged.insert(0, lateral + F.interpolate(merged[0], size=lateral.shape[-2:], mode="nearest"))
+        outputs = {name: conv(x) for name, conv, x in zip(self.out_names, self.output, merged)}
+        if self.extra_p6:
+            name = list(self._shape)[-1]
+            outputs[name] = F.max_pool2d(outputs[self.out_names[-1]], kernel_size=1, stride=2)
+        return outputs

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from torchvision.ops import FrozenBatchNorm2d
+
+import detseg.models  # noqa: F401 - registers backbones
+from detseg.config import build
+from detseg.errors import ConfigError
+from detseg.models.backbones.base import FeatureSpec
+from detseg.models.necks import FPN
+from detseg.registry import BACKBONES
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_output_shape_matches_real_outputs(name):
+    backbone = build({"name": name}, BACKBONES, "backbone").eval()
+    with torch.no_grad():
+        features = backbone(torch.zeros(1, 3, 64, 96))
+    shape = backbone.output_shape()
+    assert list(features) == list(shape)
+    for key, f in features.items():
+        assert f.shape[1] == shape[key].channels
+        assert (64 // shape[key].stride, 96 // shape[key].stride) == tuple(f.shape[-2:])
+    assert backbone.size_divisibility == max(s.stride for s in shape.values())
+
+
+def test_pretrained_comes_from_a_local_file_only(tmp_path):
+    missing = tmp_path / "r18.pth"
+    with pytest.raises(ConfigError, match=r"r18\.pth.*never downloads"):
+        build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), missing)
+    backbone = build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
+    assert torch.equal(backbone.stages["c3"][0][0].conv1.weight, reference.layer2[0].conv1.weight)
+    torch.save({"something": torch.zeros(1)}, missing)
+    with pytest.raises(ConfigError, match="does not fit backbone"):
+        build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
+
+
+def test_frozen_stages_and_frozen_bn():
+    backbone = build({"name": "resnet18", "frozen_stages": 2, "frozen_bn": True}, BACKBONES, "backbone")
+    assert not any(p.requires_grad for p in backbone.stages["c2"].parameters())
+    assert not any(p.requires_grad for p in backbone.stages["c3"].parameters())
+    assert all(p.requires_grad for p in backbone.stages["c4"].parameters())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in backbone.modules())
+    with pytest.raises(ConfigError, match="unknown out_feature 'c6'"):
+        build({"name": "resnet18", "out_features": ["c6"]}, BACKBONES, "backbone")
+
+
+def test_fpn_outputs_named_by_level_with_shared_channels():
+    shape = {"c3": FeatureSpec(16, 8), "c4": FeatureSpec(32, 16), "c5": FeatureSpec(64, 32)}
+    fpn = FPN(shape, ["c3", "c4", "c5"], out_channels=8, extra_p6=True)
+    out = fpn({"c3": torch.randn(2, 16, 8, 8), "c4": torch.randn(2, 32, 4, 4), "c5": torch.randn(2, 64, 2, 2)})
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "p3": (2, 8, 8, 8), "p4": (2, 8, 4, 4), "p5": (2, 8, 2, 2), "p6": (2, 8, 1, 1)}
+    assert fpn.output_shape()["p6"] == FeatureSpec(8, 64)
+    with pytest.raises(ConfigError, match="did you mean 'c4'"):
+        FPN(shape, ["c3", "c44"])
