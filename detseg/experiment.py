@@ -152,3 +152,19 @@ def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
             value = to_dataclass(hints[f.name], value)
         kwargs[f.name] = value
     return schema(**kwargs)
+
+
+def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Sequence[str] = (),
+                        progress: bool = True) -> dict[str, float]:
+    """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides)."""
+    from detseg.engine.checkpoint import load_checkpoint, load_model_state
+    from detseg.engine.evaluate import evaluate
+    from detseg.engine.trainer import select_device
+
+    cfg = load_experiment(path, overrides)
+    dataset = build_split(cfg, "val")
+    model = build_model_for(cfg, dataset)
+    load_model_state(model, load_checkpoint(checkpoint)["model"], str(checkpoint))
+    device = select_device(cfg.device)
+    return evaluate(model.to(device), dataset, build_evaluator(cfg, dataset), device,
+                    cfg.data.val.batch_size, progress=progress)

@@ -1,4 +1,10 @@
-"""Evaluate result files against ground truth.
+"""Evaluate a trained model, or result files you already have.
+
+A checkpoint on its config's validation split, or on any data set given by overrides::
+
+    python tools/eval.py CONFIG --checkpoint CKPT [key=value ...] [--out metrics.json]
+    python tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint runs/faster_rcnn/shapes/best.pt \
+        data.val.dataset.name=coco data.val.dataset.ann_file=A.json data.val.dataset.image_dir=IMG
 
 Detection (COCO results JSON, or a folder of VOC devkit result files)::
 
@@ -41,9 +47,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     seg.add_argument("--ignore-index", type=int, default=255)
     seg.add_argument("--class-names", nargs="+", help="one name per class index")
     parser.add_argument("--out", help="write the metrics as JSON here")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides when --gt is an experiment YAML")
+    parser.add_argument("--checkpoint", help="evaluate this checkpoint on CONFIG's data.val")
+    parser.add_argument("overrides", nargs="*", metavar="[CONFIG] KEY=VALUE",
+                        help="an experiment YAML (with --checkpoint) and config overrides")
     args = parser.parse_args(argv)
+    args.config = None
+    if args.overrides and args.overrides[0].endswith((".yaml", ".yml")):
+        args.config, args.overrides = args.overrides[0], args.overrides[1:]
+    if args.checkpoint or args.config:
+        if not (args.checkpoint and args.config):
+            parser.error("model evaluation needs both CONFIG and --checkpoint")
+        return args
     detection = args.gt or args.results
     segmentation = args.gt_masks or args.pred_masks
     if detection and segmentation:
@@ -59,6 +73,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.checkpoint:
+        from detseg.experiment import evaluate_checkpoint
+
+        metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides)
+        print(format_metrics(metrics, f"{args.checkpoint} on {args.config} data.val"))
+        if args.out:
+            write_metrics_json(metrics, args.out)
+            print(f"wrote {args.out}")
+        return 0
     from detseg.evaluation.files import evaluate_detection_files, evaluate_mask_folders
 
     if args.gt:

@@ -127,6 +127,8 @@ class Trainer:
         self.iteration = 0
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "iteration": None}
         self.history: list[dict[str, Any]] = []
+        segmentation = getattr(model, "task", "detection") == "segmentation"
+        self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class Trainer:
             "rng": rng_state(),
             "best": self.best,
             "config": self.config,
+            "meta": {"task": getattr(self.model, "task", "detection"), "class_names": self.class_names},
         }
 
     def resume(self) -> None:
@@ -164,9 +167,12 @@ class Trainer:
         batch_size = self.train_loader.batch_size
         sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
                                   start=self.iteration * batch_size)
+        # A private generator: creating the loader must not draw from the global RNG, or a
+        # resumed run would be one draw out of step with an uninterrupted one.
         return DataLoader(self.train_set, batch_size=batch_size, sampler=sampler,
                           num_workers=self.train_loader.num_workers, collate_fn=collate_samples,
-                          persistent_workers=self.train_loader.num_workers > 0)
+                          persistent_workers=self.train_loader.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train(self, stop_at: int | None = None) -> dict[str, float]:
         """Run to ``max_iters`` and return the final evaluation (empty without one).
