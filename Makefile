@@ -15,14 +15,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: evaluate results on the built-in shapes set with the default config.
+# The main job: train Faster R-CNN on the built-in shapes set (CPU), evaluate it (COCO
+# table), and draw its predictions on the sample images. A previous demo run is replaced.
+DEMO := runs/demo
 demo: $(STAMP)
-	$(PY) tools/perturb_results.py --gt configs/default.yaml --out runs/demo/results.json \
-		--jitter 0.05 --drop 0.1 --false-positives 0.3 --seed 0
-	$(PY) tools/eval.py --gt configs/default.yaml --results runs/demo/results.json \
-		--out runs/demo/metrics_coco.json
-	$(PY) tools/eval.py --gt configs/default.yaml --results runs/demo/results.json \
-		--metric voc07 --out runs/demo/metrics_voc07.json
+	rm -rf $(DEMO)
+	$(PY) tools/train.py configs/faster_rcnn/shapes.yaml output_dir=$(DEMO)
+	$(PY) tools/infer.py --checkpoint $(DEMO)/best.pt datasets/shapes_coco_mini/val --out $(DEMO)/predictions
 
 test: $(STAMP)
 	$(PY) -m pytest
