@@ -75,7 +75,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(f"config file not found: {path}")
     if path.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"config file must be .yaml or .yml: {path}")
-    base = _compose(path, [])
+    group_choices = [o for o in overrides if o.split("=", 1)[0] in _GROUPS]
+    base = _compose(path, group_choices)
     return _compose(path, [_allow_new_key(base, item) for item in overrides])
 
 

@@ -29,8 +29,12 @@ class LoaderConfig:
 
 @dataclass
 class DataConfig:
-    """The ``data`` section: a loader per split; any of them may be absent."""
+    """The ``data`` section: a loader per split; any of them may be absent.
 
+    ``data_root`` is a place for a path that split nodes share by interpolation,
+    e.g. ``root: ${data.data_root}``."""
+
+    data_root: str | None = None
     train: LoaderConfig | None = None
     val: LoaderConfig | None = None
     test: LoaderConfig | None = None
