@@ -1,11 +1,10 @@
 import pytest
 import torch
-from torchvision.ops import FrozenBatchNorm2d
 
 import detseg.models  # noqa: F401 - registers backbones
 from detseg.config import build
 from detseg.errors import ConfigError
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.backbones.base import FeatureSpec, FrozenBatchNorm2d, freeze_batch_norm
 from detseg.models.necks import FPN
 from detseg.registry import BACKBONES
 
@@ -58,3 +57,20 @@ def test_fpn_outputs_named_by_level_with_shared_channels():
     assert fpn.output_shape()["p6"] == FeatureSpec(8, 64)
     with pytest.raises(ConfigError, match="did you mean 'c4'"):
         FPN(shape, ["c3", "c44"])
+
+
+def test_frozen_batch_norm_matches_torchvision_and_eval_batch_norm():
+    import torchvision
+
+    bn = torch.nn.BatchNorm2d(6)
+    with torch.no_grad():
+        for t in (bn.weight, bn.bias, bn.running_mean):
+            t.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 6, 5, 5)
+    ours = freeze_batch_norm(torch.nn.Sequential(bn))[0]
+    reference = torchvision.ops.FrozenBatchNorm2d(6)
+    reference.load_state_dict(bn.state_dict(), strict=False)
+    assert isinstance(ours, FrozenBatchNorm2d) and not list(ours.parameters())
+    assert torch.allclose(ours(x), reference(x), atol=1e-5)
+    assert torch.allclose(ours(x), bn.eval()(x), atol=1e-5)
