@@ -99,3 +99,33 @@ def test_registry_rejects_duplicates_and_build_checks_required_keys():
 def test_dataset_node_cannot_set_code_supplied_parameters():
     with pytest.raises(ConfigError, match="'transforms' is not set in a dataset node"):
         build({"name": "shapes", "transforms": []}, DATASETS, "data.val.dataset")
+
+
+MINI = ROOT / "datasets"
+DATA_OVERRIDES = {
+    "coco": [f"data.{split}.dataset.{key}={value}" for split in ("train", "val") for key, value in (
+        ("ann_file", MINI / "shapes_coco_mini/annotations/instances_val.json"),
+        ("image_dir", MINI / "shapes_coco_mini/val"))] + ["model.roi_head.num_classes=3"],
+    "voc": [f"data.data_root={MINI / 'shapes_voc_mini'}", "data.train.dataset.split=val",
+            "data.val.dataset.split=val"],
+}
+
+
+EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
+                     if p.parent.name not in ("data", "evaluator", "model"))  # groups are parts
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_model_configs_build_their_data_evaluator_and_model(path):
+    overrides = DATA_OVERRIDES.get(path.stem, [])
+    if path.parent.name in ("faster_rcnn",) and path.stem == "voc":
+        overrides = [*overrides, "model.roi_head.num_classes=3"]
+    if path.parent.name == "unet" and path.stem == "voc":
+        overrides = [*overrides, "model.num_classes=4"]
+    from detseg.experiment import build_model_for
+
+    cfg = load_experiment(path, overrides)
+    dataset = build_split(cfg, "val")
+    build_evaluator(cfg, dataset)
+    model = build_model_for(cfg, dataset)
+    assert model.num_classes in (dataset.num_classes, len(dataset.semantic_class_names))
