@@ -123,3 +123,13 @@ def test_parameter_groups_leave_norms_and_biases_undecayed():
     decayed, plain = optimizer.param_groups
     assert [p.shape for p in decayed["params"]] == [torch.Size([4, 3, 3, 3])]
     assert len(plain["params"]) == 3 and plain["weight_decay"] == 0.0
+
+
+def test_bf16_autocast_with_gradient_clipping_trains_on_cpu(experiment, tmp_path):
+    full, _ = train_from_config(experiment, [f"output_dir={tmp_path / 'f'}", "train.max_iters=2"], progress=False)
+    mixed, _ = train_from_config(experiment, [f"output_dir={tmp_path / 'm'}", "train.max_iters=2", "train.amp=true",
+                                              "train.clip_grad_norm=1.0"], progress=False)
+    fp32, bf16 = train_losses(full), train_losses(mixed)
+    assert all(math.isfinite(v) for v in bf16.values())
+    assert bf16[1] != fp32[1]  # autocast really ran in bfloat16 ...
+    assert bf16[1] == pytest.approx(fp32[1], abs=0.05)  # ... and computed the same loss
