@@ -161,7 +161,9 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     from detseg.engine.evaluate import evaluate
     from detseg.engine.trainer import select_device
 
-    cfg = load_experiment(path, overrides)
+    # Only data.val matters here, so a data group whose train split needs paths (data=coco)
+    # can be used with just the val paths given.
+    cfg = load_experiment(path, [*overrides, "~data.train"])
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset)
     load_model_state(model, load_checkpoint(checkpoint)["model"], str(checkpoint))

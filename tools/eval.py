@@ -4,7 +4,9 @@ A checkpoint on its config's validation split, or on any data set given by overr
 
     python tools/eval.py CONFIG --checkpoint CKPT [key=value ...] [--out metrics.json]
     python tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint runs/faster_rcnn/shapes/best.pt \
-        data.val.dataset.name=coco data.val.dataset.ann_file=A.json data.val.dataset.image_dir=IMG
+        data=coco data.val.dataset.ann_file=A.json data.val.dataset.image_dir=IMG
+    python tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint CKPT \
+        data=voc data.data_root=VOCdevkit/VOC2007 evaluator=voc
 
 Detection (COCO results JSON, or a folder of VOC devkit result files)::
 

@@ -95,3 +95,17 @@ def test_command_line_train_eval_infer(tmp_path):
     assert proc.returncode == 0  # already finished: nothing left to do
     proc = tool("tools/eval.py", str(config), "--checkpoint", str(tmp_path / "nope.pt"))
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+
+
+def test_eval_checkpoint_on_coco_and_voc_format_data_given_by_overrides(trained, tmp_path):
+    _, run_dir, _ = trained
+    config = tmp_path / "plain.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in EXPERIMENT.items() if k != "data"}))
+    mini = ROOT / "datasets"
+    coco = evaluate_checkpoint(config, run_dir / "last.pt", [
+        "data=coco", f"data.val.dataset.ann_file={mini / 'shapes_coco_mini/annotations/instances_val.json'}",
+        f"data.val.dataset.image_dir={mini / 'shapes_coco_mini/val'}"], progress=False)
+    voc = evaluate_checkpoint(config, run_dir / "last.pt", [
+        "data=voc", f"data.data_root={mini / 'shapes_voc_mini'}", "data.val.dataset.split=val", "evaluator=voc"],
+        progress=False)
+    assert set(coco) >= {"AP", "AP50", "AP/circle"} and set(voc) >= {"mAP", "AP/triangle"}
