@@ -20,6 +20,26 @@ class FeatureSpec:
     stride: int
 
 
+def select_features(input_shape: dict[str, FeatureSpec], in_features: list[str] | tuple[str, ...],
+                    owner: str) -> dict[str, FeatureSpec]:
+    """The specs of ``in_features``; a name that is not a feature map fails naming ``owner``."""
+    from detseg.registry import did_you_mean
+
+    for name in in_features:
+        if name not in input_shape:
+            raise ConfigError(f"{owner}: in_feature '{name}' is not a feature map"
+                              f"{did_you_mean(name, list(input_shape))}; maps: {list(input_shape)}")
+    return {name: input_shape[name] for name in in_features}
+
+
+def shared_channels(specs: dict[str, FeatureSpec], owner: str) -> int:
+    """The channel count all ``specs`` share (heads shared across levels need one)."""
+    channels = {spec.channels for spec in specs.values()}
+    if len(channels) != 1:
+        raise ConfigError(f"{owner}: in_features {list(specs)} have different channels {sorted(channels)}")
+    return channels.pop()
+
+
 class Backbone(nn.Module):
     """``forward(images[B, 3, H, W]) -> {name: Tensor[B, C, H/stride, W/stride]}``.
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from detseg.config import Component, build
+from detseg.models.base import Model
 from detseg.models.backbones.base import Backbone
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.necks.fpn import Neck
@@ -20,7 +21,7 @@ from detseg.registry import BACKBONES, MODELS, NECKS, PROPOSAL_SOURCES, ROI_HEAD
 from detseg.structures import DetSample, Instances
 
 
-class TwoStageDetector(nn.Module):
+class TwoStageDetector(Model):
     """``loss(samples) -> dict`` of weighted ``loss_*`` terms; ``predict(samples) ->
     list[Instances]`` in each sample's original image coordinates."""
 
@@ -63,12 +64,6 @@ class TwoStageDetector(nn.Module):
         detections = self.roi_head.predict(features, proposals)
         return [rescale_instances(d.to("cpu"), s.orig_size) for d, s in zip(detections, samples)]
 
-    def forward(self, samples: Sequence[DetSample], mode: str = "loss"):
-        if mode == "loss":
-            return self.loss(samples)
-        if mode == "predict":
-            return self.predict(samples)
-        raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
 
 @MODELS.register("faster_rcnn")

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.errors import ConfigError
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.ops import BalancedSampler, Matcher, batched_nms, box_iou, cross_entropy, roi_align, roi_pool, smooth_l1_loss
-from detseg.registry import ROI_HEADS, did_you_mean
+from detseg.registry import ROI_HEADS
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
 
@@ -150,17 +150,12 @@ class StandardRoIHead(nn.Module):
         smooth_l1_beta: float = 1.0,
     ) -> None:
         super().__init__()
-        for name in in_features:
-            if name not in input_shape:
-                raise ConfigError(f"roi_head: in_feature '{name}' is not a feature map"
-                                  f"{did_you_mean(name, list(input_shape))}; maps: {list(input_shape)}")
-        channels = {input_shape[n].channels for n in in_features}
-        if len(channels) != 1:
-            raise ConfigError(f"roi_head: in_features {list(in_features)} have different channels {channels}")
+        specs = select_features(input_shape, in_features, "roi_head")
+        channels = shared_channels(specs, "roi_head")
         self.in_features = list(in_features)
         self.num_classes = num_classes
-        self.pooler = RoIPooler([input_shape[n].stride for n in in_features], pool_size, pooler, sampling_ratio)
-        self.box_head = TwoFCBoxHead(channels.pop(), pool_size, fc_dim)
+        self.pooler = RoIPooler([spec.stride for spec in specs.values()], pool_size, pooler, sampling_ratio)
+        self.box_head = TwoFCBoxHead(channels, pool_size, fc_dim)
         self.box_predictor = BoxPredictor(fc_dim, num_classes)
         self.box_coder = BoxCoder(box_coder_weights)
         self.matcher = Matcher(iou_threshold, iou_threshold)

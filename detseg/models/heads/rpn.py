@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.errors import ConfigError
-from detseg.models.backbones.base import FeatureSpec
+from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.models.preprocessor import ImageBatch
 from detseg.ops import AnchorGenerator, BalancedSampler, Matcher, batched_nms, box_iou, smooth_l1_loss
 from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE
-from detseg.registry import PROPOSAL_SOURCES, did_you_mean
+from detseg.registry import PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
 
@@ -64,22 +64,16 @@ class RPN(ProposalSource):
         smooth_l1_beta: float = 1.0 / 9,
     ) -> None:
         super().__init__()
-        for name in in_features:
-            if name not in input_shape:
-                raise ConfigError(f"rpn: in_feature '{name}' is not a feature map"
-                                  f"{did_you_mean(name, list(input_shape))}; maps: {list(input_shape)}")
-        channels = {input_shape[n].channels for n in in_features}
-        if len(channels) != 1:
-            raise ConfigError(f"rpn: in_features {list(in_features)} have different channels {channels}")
+        specs = select_features(input_shape, in_features, "rpn")
+        c = shared_channels(specs, "rpn")
         if len(anchor_sizes) != len(in_features):
             raise ConfigError(f"rpn: {len(anchor_sizes)} anchor_sizes lists for {len(in_features)} in_features")
         self.in_features = list(in_features)
-        self.strides = [input_shape[n].stride for n in in_features]
+        self.strides = [spec.stride for spec in specs.values()]
         self.anchor_generator = AnchorGenerator(anchor_sizes, [aspect_ratios])
         num_anchors = self.anchor_generator.num_anchors_per_cell
         if len(set(num_anchors)) != 1:
             raise ConfigError("rpn: every level needs the same number of anchors per cell")
-        (c,) = channels
         self.conv = nn.Conv2d(c, c, 3, padding=1)
         self.objectness = nn.Conv2d(c, num_anchors[0], 1)
         self.deltas = nn.Conv2d(c, 4 * num_anchors[0], 1)

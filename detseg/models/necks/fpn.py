@@ -8,9 +8,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.errors import ConfigError
-from detseg.models.backbones.base import FeatureSpec
-from detseg.registry import NECKS, did_you_mean
+from detseg.models.backbones.base import FeatureSpec, select_features
+from detseg.registry import NECKS
 
 
 class Neck(nn.Module):
@@ -42,10 +41,7 @@ class FPN(Neck):
         extra_p6: bool = False,
     ) -> None:
         super().__init__()
-        for name in in_features:
-            if name not in input_shape:
-                raise ConfigError(f"fpn: in_feature '{name}' is not a backbone output"
-                                  f"{did_you_mean(name, list(input_shape))}; outputs: {list(input_shape)}")
+        select_features(input_shape, in_features, "fpn")
         self.in_features = list(in_features)
         strides = [input_shape[n].stride for n in self.in_features]
         self.out_names = [f"p{int(math.log2(s))}" for s in strides]

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from detseg.config import Component, build
 from detseg.constants import IGNORE_INDEX
 from detseg.errors import ConfigError
+from detseg.models.base import Model
 from detseg.models.backbones.base import Backbone, FeatureSpec
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from detseg.ops import cross_entropy, soft_dice_loss
@@ -75,7 +76,7 @@ class UNetDecoder(SegDecoder):
         return x
 
 
-class Segmentor(nn.Module):
+class Segmentor(Model):
     """``loss(samples) -> {loss_seg[, loss_dice]}``; ``predict(samples) -> list[int64[H, W]]``
     at each sample's original size.
 
@@ -132,12 +133,6 @@ class Segmentor(nn.Module):
             out.append(image_logits[0].argmax(0).cpu())
         return out
 
-    def forward(self, samples: Sequence[DetSample], mode: str = "loss"):
-        if mode == "loss":
-            return self.loss(samples)
-        if mode == "predict":
-            return self.predict(samples)
-        raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
 
 @MODELS.register("unet")
