@@ -206,3 +206,16 @@ def test_sampler_respects_fraction_size_and_never_draws_ignored(num_pos, num_neg
     assert len(neg) == min(256 - len(pos), num_neg)
     assert (labels[pos] == POSITIVE).all() and (labels[neg] == NEGATIVE).all()
     assert len(set(pos.tolist())) == len(pos) and len(set(neg.tolist())) == len(neg)
+
+
+def test_roi_pool_four_by_six_roi_into_three_by_three_bins():
+    # a 4 (rows) x 6 (columns) RoI on an 8x8 map: bins of 2 rows x 2 columns... rounded
+    # as Fast R-CNN: row edges floor/ceil of k*4/3, column edges of k*6/3
+    features = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8)
+    box = torch.tensor([[1.0, 2.0, 6.0, 5.0]])  # x1=1..x2=6 (6 columns), y1=2..y2=5 (4 rows)
+    pooled = roi_pool(features, [box], 3, spatial_scale=1.0)[0, 0]
+    rows = [(2, 4), (3, 5), (4, 6)]   # floor(k*4/3)+2 .. ceil((k+1)*4/3)+2
+    cols = [(1, 3), (3, 5), (5, 7)]   # floor(k*6/3)+1 .. ceil((k+1)*6/3)+1
+    expected = torch.tensor([[features[0, 0, r0:r1, c0:c1].max() for c0, c1 in cols] for r0, r1 in rows])
+    assert torch.equal(pooled, expected)
+    assert torch.equal(pooled, roi_pool_brute(features[0], box[0], 3, 1.0)[0])

@@ -27,7 +27,10 @@ class RoIPooler(nn.Module):
     Args:
         strides: stride of each level in ``in_features`` order (finest first).
         output_size: side of the pooled grid (7 in Faster R-CNN).
-        kind: ``roi_align`` (bilinear, Mask R-CNN) or ``roi_pool`` (max, Fast R-CNN).
+        kind: ``roi_align`` (bilinear, Mask R-CNN), ``roi_pool`` (max, Fast R-CNN) or
+            ``spp`` (SPP-net: max pooling into each grid of ``spp_levels``, flattened and
+            concatenated; the output is then ``[K, C * sum(l * l), 1, 1]``).
+        spp_levels: the pyramid's grid sides for ``spp``.
         sampling_ratio: RoIAlign sample points per bin side; 0 takes ``ceil(roi side / output_size)``
             (adaptive, as detectron2), which is cheapest for small RoIs.
     """
@@ -36,14 +39,16 @@ class RoIPooler(nn.Module):
         self,
         strides: Sequence[int],
         output_size: int = 7,
-        kind: Literal["roi_align", "roi_pool"] = "roi_align",
+        kind: Literal["roi_align", "roi_pool", "spp"] = "roi_align",
         sampling_ratio: int = 0,
         canonical_size: float = 224.0,
         canonical_level: int = 4,
+        spp_levels: Sequence[int] = (1, 2, 4),
     ) -> None:
         super().__init__()
-        if kind not in ("roi_align", "roi_pool"):
-            raise ConfigError(f"pooler kind must be 'roi_align' or 'roi_pool', got {kind!r}")
+        if kind not in ("roi_align", "roi_pool", "spp"):
+            raise ConfigError(f"pooler kind must be 'roi_align', 'roi_pool' or 'spp', got {kind!r}")
+        self.spp_levels = list(spp_levels)
         self.strides = list(strides)
         self.levels = [int(math.log2(s)) for s in strides]
         self.output_size = output_size
@@ -61,7 +66,8 @@ class RoIPooler(nn.Module):
         areas = Boxes(all_boxes).area().clamp(min=1e-6)
         level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size))
         level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
-        out = maps[0].new_zeros((len(all_boxes), maps[0].shape[1], self.output_size, self.output_size))
+        side = 1 if self.kind == "spp" else self.output_size
+        out = maps[0].new_zeros((len(all_boxes), self.output_size_of(maps[0].shape[1]) // (side * side), side, side))
         for k, (feature, stride) in enumerate(zip(maps, self.strides)):
             index = torch.nonzero(level == k).flatten()
             if index.numel() == 0:
@@ -73,18 +79,28 @@ class RoIPooler(nn.Module):
             out[order] = pooled.to(out.dtype)
         return out
 
+    def output_size_of(self, channels: int) -> int:
+        """Numbers per RoI that :meth:`forward` returns for ``channels`` input channels."""
+        if self.kind == "spp":
+            return channels * sum(level * level for level in self.spp_levels)
+        return channels * self.output_size * self.output_size
+
     def _pool(self, feature: Tensor, boxes: list[Tensor], stride: int) -> Tensor:
+        if self.kind == "spp":
+            pyramid = [roi_pool(feature, boxes, level, 1.0 / stride).flatten(1) for level in self.spp_levels]
+            return torch.cat(pyramid, dim=1)[:, :, None, None]
         if self.kind == "roi_align":
             return roi_align(feature, boxes, self.output_size, 1.0 / stride, self.sampling_ratio)
         return roi_pool(feature, boxes, self.output_size, 1.0 / stride)
 
 
 class TwoFCBoxHead(nn.Module):
-    """Flatten the pooled features and apply two fully connected layers with ReLU."""
+    """Flatten the pooled features (``in_dim`` numbers per RoI) and apply two fully
+    connected layers with ReLU."""
 
-    def __init__(self, in_channels: int, pool_size: int, fc_dim: int) -> None:
+    def __init__(self, in_dim: int, fc_dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_channels * pool_size * pool_size, fc_dim)
+        self.fc1 = nn.Linear(in_dim, fc_dim)
         self.fc2 = nn.Linear(fc_dim, fc_dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -117,7 +133,7 @@ class StandardRoIHead(nn.Module):
         input_shape: feature shapes (supplied by the model builder).
         in_features: levels to pool from, finest first.
         num_classes: object classes, without background.
-        pooler: ``roi_align`` or ``roi_pool``.
+        pooler: ``roi_align``, ``roi_pool`` or ``spp`` (see :class:`RoIPooler`).
         pool_size: side of the pooled grid.
         sampling_ratio: RoIAlign sample points per bin side (0: adaptive).
         fc_dim: width of the two FC layers.
@@ -136,7 +152,7 @@ class StandardRoIHead(nn.Module):
         input_shape: dict[str, FeatureSpec],
         in_features: Sequence[str],
         num_classes: int,
-        pooler: Literal["roi_align", "roi_pool"] = "roi_align",
+        pooler: Literal["roi_align", "roi_pool", "spp"] = "roi_align",
         pool_size: int = 7,
         sampling_ratio: int = 0,
         fc_dim: int = 1024,
@@ -155,7 +171,7 @@ class StandardRoIHead(nn.Module):
         self.in_features = list(in_features)
         self.num_classes = num_classes
         self.pooler = RoIPooler([spec.stride for spec in specs.values()], pool_size, pooler, sampling_ratio)
-        self.box_head = TwoFCBoxHead(channels, pool_size, fc_dim)
+        self.box_head = TwoFCBoxHead(self.pooler.output_size_of(channels), fc_dim)
         self.box_predictor = BoxPredictor(fc_dim, num_classes)
         self.box_coder = BoxCoder(box_coder_weights)
         self.matcher = Matcher(iou_threshold, iou_threshold)
