@@ -39,7 +39,7 @@ def test_override_may_set_a_key_the_yaml_leaves_to_its_default():
     ("data.val.dataset.num_imags=3", r"default\.yaml: data\.val\.dataset: unexpected key 'num_imags'.*did you mean 'num_images'"),
     ("data.val.batch_size=abc", r"data\.val\.batch_size: expected int, got str 'abc'"),
     ("seed=0.5", r"seed: expected int, got float"),
-    ("evaluator.iou_type=box", r"evaluator\.iou_type: 'box' is not one of \['bbox', 'segm'\].*did you mean 'bbox'"),
+    ("evaluator.iou_type=box", r"evaluator\.iou_type: 'box' is not one of \['bbox', 'segm', 'bbox\+segm'\].*did you mean 'bbox'"),
     ("+trian=1", r"<root>: unexpected key 'trian'"),
     ("data.train.transforms=[{name: horizontal_flip, pp: 1}]", r"transforms\[0\]: unexpected key 'pp'.*did you mean 'p'"),
 ])

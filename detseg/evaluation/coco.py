@@ -100,7 +100,7 @@ class CocoEvaluator(ResultsEvaluator):
 
     Args:
         ground_truth: a COCO instances dict in original-image coordinates.
-        iou_type: ``bbox`` or ``segm`` (mask mAP; predictions need masks).
+        iou_type: ``bbox``, ``segm`` (mask mAP; predictions need masks) or ``bbox+segm``.
         backend: ``pycocotools``, ``faster_coco_eval`` or ``auto`` (the faster one when
             installed; both give the same numbers).
     """
@@ -108,22 +108,29 @@ class CocoEvaluator(ResultsEvaluator):
     def __init__(
         self,
         ground_truth: dict[str, Any],
-        iou_type: Literal["bbox", "segm"] = "bbox",
+        iou_type: Literal["bbox", "segm", "bbox+segm"] = "bbox",
         backend: Backend = "auto",
     ) -> None:
-        if iou_type not in ("bbox", "segm"):
-            raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+        if iou_type not in ("bbox", "segm", "bbox+segm"):
+            raise ValueError(f"iou_type must be 'bbox', 'segm' or 'bbox+segm', got {iou_type!r}")
         self.iou_type = iou_type
         self.backend = backend
         super().__init__(ground_truth)
 
     def compute(self) -> dict[str, float]:
-        return coco_metrics(self.ground_truth, gather(self._results), self.iou_type, self.backend)
+        """The 12 numbers (+ per class); with ``bbox+segm`` the box numbers keep their names
+        and the mask numbers are prefixed ``mask_`` (``mask_AP``, ``mask_AP/<class>``)."""
+        results = gather(self._results)
+        if self.iou_type != "bbox+segm":
+            return coco_metrics(self.ground_truth, results, self.iou_type, self.backend)
+        boxes = coco_metrics(self.ground_truth, results, "bbox", self.backend)
+        masks = coco_metrics(self.ground_truth, results, "segm", self.backend)
+        return {**boxes, **{f"mask_{k}": v for k, v in masks.items()}}
 
 
 @EVALUATORS.register("coco")
 def build_coco_evaluator(
-    dataset: Any, iou_type: Literal["bbox", "segm"] = "bbox", backend: Backend = "auto"
+    dataset: Any, iou_type: Literal["bbox", "segm", "bbox+segm"] = "bbox", backend: Backend = "auto"
 ) -> CocoEvaluator:
     """A COCO evaluator whose ground truth is ``dataset.coco_ground_truth()``."""
     return CocoEvaluator(dataset.coco_ground_truth(), iou_type=iou_type, backend=backend)

@@ -104,7 +104,7 @@ class ResultsEvaluator(Evaluator):
         """Add predictions (original-image coordinates, labels ``0..C-1``) per image id."""
         self.update_results(
             instances_to_results(predictions, image_ids, self.category_ids,
-                                 with_masks=self.iou_type == "segm")
+                                 with_masks="segm" in self.iou_type)
         )
 
     def update_results(self, results: Sequence[dict[str, Any]], source: str = "results") -> None:

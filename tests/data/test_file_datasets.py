@@ -51,7 +51,7 @@ def test_coco_sparse_category_ids_map_to_contiguous_labels_and_crowd_becomes_ign
             {"id": 1, "image_id": 7, "category_id": 90, "bbox": [1, 1, 5, 5], "iscrowd": 0,
              "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]], "area": 25},
             {"id": 2, "image_id": 7, "category_id": 3, "bbox": [10, 2, 8, 8], "iscrowd": 1,
-             "segmentation": {"size": [20, 30], "counts": [200, 8, 12, 8, 370]}, "area": 16},
+             "segmentation": {"size": [20, 30], "counts": [200, 8, 12, 8, 372]}, "area": 16},
         ],
     }
     (tmp_path / "ann.json").write_text(json.dumps(data))

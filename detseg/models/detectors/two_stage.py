@@ -67,6 +67,7 @@ class TwoStageDetector(Model):
 
 
 @MODELS.register("faster_rcnn")
+@MODELS.register("mask_rcnn")  # Faster R-CNN whose roi_head has a mask_head node
 def build_faster_rcnn(
     backbone: Component(BACKBONES),
     proposal_source: Component(PROPOSAL_SOURCES),
@@ -75,7 +76,8 @@ def build_faster_rcnn(
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
 ) -> TwoStageDetector:
-    """Faster R-CNN (Ren et al. 2015): the proposal source is normally ``{name: rpn}``."""
+    """Faster R-CNN (Ren et al. 2015): the proposal source is normally ``{name: rpn}``.
+    Mask R-CNN (He et al. 2017) is the same with ``roi_head.mask_head`` set."""
     backbone_module = build(backbone, BACKBONES, "model.backbone")
     shape = backbone_module.output_shape()
     neck_module = None

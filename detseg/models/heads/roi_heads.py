@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.errors import ConfigError
+from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.ops import BalancedSampler, Matcher, batched_nms, box_iou, cross_entropy, roi_align, roi_pool, smooth_l1_loss
 from detseg.registry import ROI_HEADS
@@ -145,6 +146,7 @@ class StandardRoIHead(nn.Module):
         nms_threshold: per-class NMS IoU at inference.
         detections_per_image: top-k kept at inference.
         smooth_l1_beta: of the box loss (0 = L1).
+        mask_head: adds Mask R-CNN's mask branch (see :class:`MaskHeadConfig`).
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class StandardRoIHead(nn.Module):
         nms_threshold: float = 0.5,
         detections_per_image: int = 100,
         smooth_l1_beta: float = 1.0,
+        mask_head: MaskHeadConfig | None = None,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, in_features, "roi_head")
@@ -180,6 +183,11 @@ class StandardRoIHead(nn.Module):
         self.nms_threshold = nms_threshold
         self.detections_per_image = detections_per_image
         self.smooth_l1_beta = smooth_l1_beta
+        self.mask_branch = None
+        if mask_head is not None:
+            mask_cfg = mask_head if isinstance(mask_head, MaskHeadConfig) else MaskHeadConfig(**mask_head)
+            mask_pooler = RoIPooler([spec.stride for spec in specs.values()], mask_cfg.pool_size, "roi_align", 2)
+            self.mask_branch = MaskBranch(channels, mask_pooler, num_classes, mask_cfg)
 
     def _head(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
         pooled = self.pooler([features[n] for n in self.in_features], boxes)
@@ -187,20 +195,29 @@ class StandardRoIHead(nn.Module):
 
     def loss(self, features: dict[str, Tensor], proposals: Sequence[Instances],
              samples: Sequence[DetSample]) -> dict[str, Tensor]:
-        """Sample RoIs among proposals + ground truth, then CE + smooth-L1 on them."""
-        rois, labels, targets = self.sample_rois(proposals, samples)
+        """Sample RoIs among proposals + ground truth, then CE + smooth-L1 on them (and the
+        mask loss on the positives when there is a mask branch)."""
+        rois, labels, targets, positive_gt = self.sample_rois(proposals, samples)
         class_logits, deltas = self._head(features, rois)
-        labels, targets = torch.cat(labels), torch.cat(targets)
-        loss_cls = cross_entropy(class_logits, labels, ignore_index=-100)
-        foreground = torch.nonzero(labels < self.num_classes).flatten()
-        deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, labels[foreground]]
+        all_labels, targets = torch.cat(labels), torch.cat(targets)
+        loss_cls = cross_entropy(class_logits, all_labels, ignore_index=-100)
+        foreground = torch.nonzero(all_labels < self.num_classes).flatten()
+        deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, all_labels[foreground]]
         loss_box = smooth_l1_loss(deltas, targets[foreground], beta=self.smooth_l1_beta, reduction="sum")
-        return {"loss_cls": loss_cls, "loss_box": loss_box / max(labels.numel(), 1)}
+        losses = {"loss_cls": loss_cls, "loss_box": loss_box / max(all_labels.numel(), 1)}
+        if self.mask_branch is not None:
+            positives = [len(m) for m in positive_gt]
+            losses["loss_mask"] = self.mask_branch.loss(
+                [features[n] for n in self.in_features],
+                [r[:k] for r, k in zip(rois, positives)], [lab[:k] for lab, k in zip(labels, positives)],
+                positive_gt, [s.gt.masks for s in samples])
+        return losses
 
     @torch.no_grad()
     def sample_rois(self, proposals: Sequence[Instances], samples: Sequence[DetSample]):
-        """Per image: sampled RoI boxes, their labels (background = C), box targets."""
-        rois, labels, targets = [], [], []
+        """Per image: sampled RoI boxes (positives first), their labels (background = C),
+        box targets, and for the positives the index of their ground truth."""
+        rois, labels, targets, positive_gt = [], [], [], []
         for props, sample in zip(proposals, samples):
             device = props.boxes.device
             gt = sample.gt.to(device)
@@ -217,7 +234,8 @@ class StandardRoIHead(nn.Module):
             rois.append(candidates[index])
             labels.append(label)
             targets.append(target)
-        return rois, labels, targets
+            positive_gt.append(matched)
+        return rois, labels, targets, positive_gt
 
     @torch.no_grad()
     def predict(self, features: dict[str, Tensor], proposals: Sequence[Instances]) -> list[Instances]:
@@ -241,4 +259,6 @@ class StandardRoIHead(nn.Module):
             flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
             keep = batched_nms(flat_boxes, flat_scores, flat_labels, self.nms_threshold)[: self.detections_per_image]
             results.append(Instances(Boxes(flat_boxes[keep]), flat_labels[keep], size, scores=flat_scores[keep]))
+        if self.mask_branch is not None:
+            results = self.mask_branch.predict([features[n] for n in self.in_features], results)
         return results
