@@ -64,7 +64,7 @@ class ImageRecord:
                 boxes=Boxes(torch.from_numpy(self.boxes.astype(np.float32)).reshape(-1, 4)),
                 labels=torch.from_numpy(self.labels.astype(np.int64)),
                 image_size=(height, width),
-                masks=masks if masks is not None else None,
+                masks=masks,
             )
             ignore = torch.from_numpy(self.ignore.astype(bool))
             gt = everything[~ignore]

@@ -60,24 +60,23 @@ class RoIPooler(nn.Module):
 
     def forward(self, maps: list[Tensor], boxes: list[Tensor]) -> Tensor:
         """``maps`` per level ``[B, C, H, W]``; ``boxes`` per image ``[K_i, 4]`` -> ``[sum K_i, C, S, S]``."""
-        if len(maps) == 1:
-            return self._pool(maps[0], boxes, self.strides[0])
         all_boxes = torch.cat(boxes)
+        if len(maps) == 1 or len(all_boxes) == 0:
+            return self._pool(maps[0], boxes, self.strides[0])
         image_index = torch.cat([torch.full((len(b),), i, device=all_boxes.device) for i, b in enumerate(boxes)])
         areas = Boxes(all_boxes).area().clamp(min=1e-6)
         level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size))
         level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
-        side = 1 if self.kind == "spp" else self.output_size
-        out = maps[0].new_zeros((len(all_boxes), self.output_size_of(maps[0].shape[1]) // (side * side), side, side))
+        out = None
         for k, (feature, stride) in enumerate(zip(maps, self.strides)):
-            index = torch.nonzero(level == k).flatten()
+            index = torch.nonzero(level == k).flatten()  # ascending, so grouped by image like _pool's output
             if index.numel() == 0:
                 continue
-            per_image = [all_boxes[index][image_index[index] == i] for i in range(len(boxes))]
-            pooled = self._pool(feature, per_image, stride)
-            # _pool returns boxes grouped by image; restore the order within this level
-            order = torch.cat([index[image_index[index] == i] for i in range(len(boxes))])
-            out[order] = pooled.to(out.dtype)
+            pooled = self._pool(feature, [all_boxes[index[image_index[index] == i]] for i in range(len(boxes))],
+                                stride)
+            if out is None:
+                out = pooled.new_zeros((len(all_boxes), *pooled.shape[1:]))
+            out[index] = pooled
         return out
 
     def output_size_of(self, channels: int) -> int:
