@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 from omegaconf import DictConfig, open_dict
 
+import detseg.models  # noqa: F401 - registers the models
 from detseg.config import Component, build, find_config_root, load_config, to_plain, validate
 from detseg.data import DataConfig, DetectionDataset, build_dataset
+from detseg.engine.trainer import TrainConfig
 from detseg.errors import ConfigError
 from detseg.evaluation.base import Evaluator
-import detseg.models  # noqa: F401 - registers the models
-from detseg.engine.trainer import TrainConfig
 from detseg.registry import EVALUATORS, MODELS, UnknownNameError
 
 
@@ -110,8 +110,14 @@ def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None):
 def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress: bool = True,
                       stop_at: int | None = None) -> tuple[Path, dict[str, float]]:
     """Train the experiment at ``path``; returns the run directory and final metrics."""
-    from detseg.engine.trainer import Trainer, TrainingError, select_device, seed_everything, write_resolved_config
     from detseg.data import LoaderConfig
+    from detseg.engine.trainer import (
+        Trainer,
+        TrainingError,
+        seed_everything,
+        select_device,
+        write_resolved_config,
+    )
 
     cfg = load_experiment(path, overrides)
     if cfg.get("train") is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch.utils.data
@@ -11,6 +11,9 @@ import torch.utils.data
 from detseg.data.record import ImageRecord
 from detseg.structures import DetSample
 from detseg.structures.masks import mask_to_rle
+
+if TYPE_CHECKING:
+    from detseg.proposals.files import ProposalAttacher
 
 Transform = Callable[[ImageRecord, int | None], ImageRecord]
 """Maps a record to a record; the int, when given, seeds its random choices."""
@@ -32,6 +35,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __init__(self, transforms: Transform | None = None) -> None:
         self.transforms = transforms
+        self.proposals: ProposalAttacher | None = None
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -55,6 +59,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         record = self.load(index)
+        if self.proposals is not None:
+            boxes, scores = self.proposals(record.image_id, *record.image.shape[:2])
+            record = record.replace(proposals=boxes, proposal_scores=scores)
         if self.transforms is not None:
             record = self.transforms(record, seed)
         return record.to_sample(with_instances=self.has_instances)

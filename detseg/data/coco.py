@@ -117,7 +117,13 @@ class CocoDataset(DetectionDataset):
         if self.with_masks:
             masks = np.zeros((len(anns), height, width), np.uint8)
             for i, ann in enumerate(anns):
-                masks[i] = segmentation_to_mask(ann["segmentation"], height, width)
+                segmentation = ann["segmentation"]
+                if isinstance(segmentation, dict) and list(segmentation.get("size", [])) != [height, width]:
+                    raise DataError(
+                        f"{self.ann_file}: annotation {ann.get('id')!r} (image {info['id']}): RLE mask size "
+                        f"{segmentation.get('size')} (height, width) differs from the image's [{height}, {width}]"
+                    )
+                masks[i] = segmentation_to_mask(segmentation, height, width)
         return ImageRecord(
             image=image,
             image_id=int(info["id"]),

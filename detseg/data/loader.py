@@ -11,13 +11,19 @@ from torch.utils.data import DataLoader
 from detseg.config import Component, build, to_plain, validate
 from detseg.data.base import DetectionDataset
 from detseg.data.transforms import build_transforms
+from detseg.proposals.files import ProposalAttacher
 from detseg.registry import DATASETS, TRANSFORMS
 from detseg.structures import DetSample
 
 
 @dataclass
 class LoaderConfig:
-    """One split: its data set, transforms and loader settings."""
+    """One split: its data set, transforms and loader settings.
+
+    ``proposals`` names a proposal file (``.json`` or Detectron2 ``.pkl``, see
+    :mod:`detseg.proposals.files`) whose boxes are attached to each image before the
+    transforms, for detectors with a ``precomputed`` or ``selective_search`` proposal source.
+    """
 
     dataset: Component(DATASETS)
     transforms: list[Component(TRANSFORMS)] = field(default_factory=list)
@@ -25,6 +31,7 @@ class LoaderConfig:
     shuffle: bool = False
     num_workers: int = 0
     drop_last: bool = False
+    proposals: str | None = None
 
 
 @dataclass
@@ -50,7 +57,10 @@ def build_dataset(loader_cfg: Any, path: str = "data.val") -> DetectionDataset:
     loader_cfg = to_plain(loader_cfg)
     validate(loader_cfg, LoaderConfig, path)
     transforms = build_transforms(loader_cfg.get("transforms", []), f"{path}.transforms")
-    return build(loader_cfg["dataset"], DATASETS, f"{path}.dataset", transforms=transforms)
+    dataset = build(loader_cfg["dataset"], DATASETS, f"{path}.dataset", transforms=transforms)
+    if loader_cfg.get("proposals"):
+        dataset.proposals = ProposalAttacher(loader_cfg["proposals"])
+    return dataset
 
 
 def build_dataloader(

@@ -28,6 +28,8 @@ class ImageRecord:
         ignore: ``bool[N]``; True for crowd / difficult regions (see ``DetSample.gt_ignore``).
         masks: ``uint8[N, H, W]`` instance masks (0/1), or ``None``.
         sem_seg: ``uint8[H, W]`` class per pixel with 255 = ignore, or ``None``.
+        proposals: ``float32[P, 4]`` xyxy region proposals (best first), or ``None``.
+        proposal_scores: ``float32[P]`` their scores, when there are proposals.
     """
 
     image: np.ndarray
@@ -38,6 +40,8 @@ class ImageRecord:
     ignore: np.ndarray
     masks: np.ndarray | None = None
     sem_seg: np.ndarray | None = None
+    proposals: np.ndarray | None = None
+    proposal_scores: np.ndarray | None = None
 
     @classmethod
     def unlabeled(cls, image: np.ndarray, image_id: int | str) -> ImageRecord:
@@ -72,6 +76,14 @@ class ImageRecord:
         sem_seg = None
         if self.sem_seg is not None:
             sem_seg = torch.from_numpy(self.sem_seg.astype(np.int64))
+        proposals = None
+        if self.proposals is not None:
+            proposals = Instances(
+                boxes=Boxes(torch.from_numpy(self.proposals.astype(np.float32)).reshape(-1, 4)),
+                labels=torch.zeros(len(self.proposals), dtype=torch.int64),
+                image_size=(height, width),
+                scores=torch.from_numpy(self.proposal_scores.astype(np.float32)),
+            )
         return DetSample(
             image=image,
             image_id=self.image_id,
@@ -79,4 +91,5 @@ class ImageRecord:
             gt=gt,
             gt_ignore=gt_ignore,
             gt_sem_seg=sem_seg,
+            proposals=proposals,
         )

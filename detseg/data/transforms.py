@@ -81,17 +81,22 @@ class TransformPipeline:
             return record
         if seed is not None:
             self.compose.set_random_seed(seed)
+        # Proposals ride along as extra boxes with indices after the ground truth's.
+        num_gt = len(record.boxes)
+        proposals = np.zeros((0, 4), np.float32) if record.proposals is None else record.proposals
         inputs = {
             "image": record.image,
-            "bboxes": record.boxes.reshape(-1, 4),
-            "indices": np.arange(len(record.boxes)),
+            "bboxes": np.concatenate([record.boxes.reshape(-1, 4), proposals.reshape(-1, 4)]),
+            "indices": np.arange(num_gt + len(proposals)),
         }
         if record.masks is not None and len(record.masks):
             inputs["masks"] = record.masks
         if record.sem_seg is not None:
             inputs["mask"] = record.sem_seg
         out = self.compose(**inputs)
-        kept = np.asarray(out["indices"], dtype=np.int64)
+        indices = np.asarray(out["indices"], dtype=np.int64)
+        all_boxes = np.round(np.asarray(out["bboxes"], np.float32).reshape(-1, 4), 3)
+        kept, kept_proposals = indices[indices < num_gt], indices[indices >= num_gt] - num_gt
         height, width = out["image"].shape[:2]
         masks = record.masks
         if masks is not None:
@@ -100,11 +105,13 @@ class TransformPipeline:
                 np.zeros((0, height, width), np.uint8)
         return record.replace(
             image=out["image"],
-            boxes=np.round(np.asarray(out["bboxes"], np.float32).reshape(-1, 4), 3),
+            boxes=all_boxes[indices < num_gt],
             labels=record.labels[kept],
             ignore=record.ignore[kept],
             masks=masks,
             sem_seg=None if record.sem_seg is None else out["mask"],
+            proposals=None if record.proposals is None else all_boxes[indices >= num_gt],
+            proposal_scores=None if record.proposals is None else record.proposal_scores[kept_proposals],
         )
 
     def __repr__(self) -> str:

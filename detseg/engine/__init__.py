@@ -1,8 +1,19 @@
 """Training and evaluation engine."""
 
-from detseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from detseg.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from detseg.engine.evaluate import evaluate
-from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler, lr_factor
+from detseg.engine.optim import (
+    OptimizerConfig,
+    ScheduleConfig,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+)
 from detseg.engine.sampler import InfiniteSampler
 from detseg.engine.trainer import TrainConfig, Trainer, TrainingError, select_device
 

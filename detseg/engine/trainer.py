@@ -18,7 +18,12 @@ from tqdm import tqdm
 
 from detseg.config import to_plain
 from detseg.data import DetectionDataset, LoaderConfig, collate_samples
-from detseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from detseg.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from detseg.engine.evaluate import evaluate
 from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
 from detseg.engine.sampler import InfiniteSampler

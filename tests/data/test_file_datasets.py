@@ -155,3 +155,14 @@ def test_seg_folder_pairs_by_stem_and_checks_sizes_and_values(shapes_on_disk, tm
     (masks / "0.png").unlink()
     with pytest.raises(DataError, match="have no label map"):
         SegFolderDataset(str(images), str(masks), ["a"])
+
+
+def test_rle_mask_of_another_size_names_the_annotation(tmp_path):
+    from detseg.structures.masks import mask_to_rle
+
+    wrong = ann([2, 2, 5, 5], id=9)
+    wrong["segmentation"] = mask_to_rle(np.ones((10, 10), bool))  # the image is 20x30
+    path = write_coco(tmp_path, [wrong])
+    dataset = CocoDataset(str(path), str(tmp_path))
+    with pytest.raises(DataError, match=r"ann\.json: annotation 9 \(image 1\): RLE mask size \[10, 10\].*\[20, 30\]"):
+        dataset[0]

@@ -30,7 +30,7 @@ RESNET_STAGES = {
     "c5": ["layer4"],
 }
 VGG16_STAGES = {  # outputs before each max pool: conv5 is VGG's conv5_3 at stride 16
-    "conv1": [f"features.{i}" for i in range(0, 4)],
+    "conv1": [f"features.{i}" for i in range(4)],
     "conv2": [f"features.{i}" for i in range(4, 9)],
     "conv3": [f"features.{i}" for i in range(9, 16)],
     "conv4": [f"features.{i}" for i in range(16, 23)],
@@ -118,7 +118,7 @@ for _arch in ("resnet18", "resnet34", "resnet50", "resnet101"):
     _register(_arch, RESNET_STAGES)
 _register("vgg16", VGG16_STAGES)
 _register("vgg16_bn", {  # the BN variant has a BatchNorm after every conv
-    "conv1": [f"features.{i}" for i in range(0, 6)],
+    "conv1": [f"features.{i}" for i in range(6)],
     "conv2": [f"features.{i}" for i in range(6, 13)],
     "conv3": [f"features.{i}" for i in range(13, 23)],
     "conv4": [f"features.{i}" for i in range(23, 33)],

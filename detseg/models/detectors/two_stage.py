@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from detseg.config import Component, build
-from detseg.models.base import Model
 from detseg.models.backbones.base import Backbone
+from detseg.models.base import Model
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
@@ -67,6 +67,7 @@ class TwoStageDetector(Model):
 
 
 @MODELS.register("faster_rcnn")
+@MODELS.register("fast_rcnn")  # proposal_source {name: selective_search} or {name: precomputed}
 @MODELS.register("mask_rcnn")  # Faster R-CNN whose roi_head has a mask_head node
 def build_faster_rcnn(
     backbone: Component(BACKBONES),

@@ -1,5 +1,6 @@
-"""Heads: proposal sources (RPN) and RoI heads."""
+"""Heads: proposal sources (RPN, precomputed, selective search) and RoI heads."""
 
+from detseg.models.heads.external_proposals import PrecomputedProposals, SelectiveSearchProposals
 from detseg.models.heads.roi_heads import RoIPooler, StandardRoIHead
 from detseg.models.heads.rpn import RPN, ProposalSource
 from detseg.registry import PROPOSAL_SOURCES, ROI_HEADS
@@ -7,4 +8,4 @@ from detseg.registry import PROPOSAL_SOURCES, ROI_HEADS
 PROPOSAL_SOURCES.base = ProposalSource
 ROI_HEADS.base = StandardRoIHead
 
-__all__ = ["RPN", "ProposalSource", "RoIPooler", "StandardRoIHead"]
+__all__ = ["RPN", "PrecomputedProposals", "ProposalSource", "RoIPooler", "SelectiveSearchProposals", "StandardRoIHead"]

@@ -11,9 +11,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.errors import ConfigError
-from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
-from detseg.ops import BalancedSampler, Matcher, batched_nms, box_iou, cross_entropy, roi_align, roi_pool, smooth_l1_loss
+from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
+from detseg.ops import (
+    BalancedSampler,
+    Matcher,
+    batched_nms,
+    box_iou,
+    cross_entropy,
+    roi_align,
+    roi_pool,
+    smooth_l1_loss,
+)
 from detseg.registry import ROI_HEADS
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
@@ -123,6 +132,69 @@ class BoxPredictor(nn.Module):
         return self.cls_score(x), self.bbox_pred(x)
 
 
+class RoISampler:
+    """Fast R-CNN's RoI sampling: per image, proposals + ground truth, matched at
+    ``iou_threshold``, sampled to ``batch_size_per_image`` with at most
+    ``positive_fraction`` foreground.
+
+    Returns, per image: RoI boxes (positives first), labels (background = ``num_classes``),
+    box targets encoded by ``box_coder`` (zeros for background), and for the positives the
+    index of their ground truth.
+    """
+
+    def __init__(self, num_classes: int, box_coder: BoxCoder, iou_threshold: float = 0.5,
+                 batch_size_per_image: int = 512, positive_fraction: float = 0.25) -> None:
+        self.num_classes = num_classes
+        self.box_coder = box_coder
+        self.matcher = Matcher(iou_threshold, iou_threshold)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+
+    @torch.no_grad()
+    def __call__(self, proposals: Sequence[Instances], samples: Sequence[DetSample]):
+        rois, labels, targets, positive_gt = [], [], [], []
+        for props, sample in zip(proposals, samples):
+            device = props.boxes.device
+            gt = sample.gt.to(device)
+            candidates = torch.cat([props.boxes.tensor, gt.boxes.tensor])
+            match = self.matcher(box_iou(gt.boxes.tensor, candidates))
+            pos, neg = self.sampler(match.labels)
+            index = torch.cat([pos, neg])
+            label = torch.full((len(index),), self.num_classes, dtype=torch.int64, device=device)
+            matched = match.matched_gt[pos]
+            label[: len(pos)] = gt.labels[matched]
+            target = torch.zeros(len(index), 4, device=device)
+            if len(pos):
+                target[: len(pos)] = self.box_coder.encode(candidates[pos], gt.boxes.tensor[matched])
+            rois.append(candidates[index])
+            labels.append(label)
+            targets.append(target)
+            positive_gt.append(matched)
+        return rois, labels, targets, positive_gt
+
+
+def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], score_threshold: float,
+                      nms_threshold: float, top_k: int) -> Instances:
+    """Detections of one image from class-specific boxes.
+
+    Args:
+        boxes: ``[N, C, 4]`` xyxy per proposal and class (clipped here to ``image_size``).
+        scores: ``[N, C]`` per proposal and class (background left out).
+
+    Returns:
+        boxes scoring above ``score_threshold``, non-empty, per-class NMS at
+        ``nms_threshold``, the ``top_k`` best.
+    """
+    n, num_classes = scores.shape
+    boxes = Boxes(boxes.reshape(-1, 4)).clip(image_size).tensor.view(n, -1, 4)
+    labels = torch.arange(num_classes, device=scores.device).expand(n, -1)
+    keep = scores > score_threshold
+    flat_boxes, flat_scores, flat_labels = boxes[keep], scores[keep], labels[keep]
+    nonempty = Boxes(flat_boxes).nonempty(1e-3)
+    flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
+    keep = batched_nms(flat_boxes, flat_scores, flat_labels, nms_threshold)[:top_k]
+    return Instances(Boxes(flat_boxes[keep]), flat_labels[keep], image_size, scores=flat_scores[keep])
+
+
 @ROI_HEADS.register("standard")
 class StandardRoIHead(nn.Module):
     """Fast R-CNN's head on given proposals: pooler -> 2FC -> scores + class deltas.
@@ -176,8 +248,8 @@ class StandardRoIHead(nn.Module):
         self.box_head = TwoFCBoxHead(self.pooler.output_size_of(channels), fc_dim)
         self.box_predictor = BoxPredictor(fc_dim, num_classes)
         self.box_coder = BoxCoder(box_coder_weights)
-        self.matcher = Matcher(iou_threshold, iou_threshold)
-        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.roi_sampler = RoISampler(num_classes, self.box_coder, iou_threshold, batch_size_per_image,
+                                      positive_fraction)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.detections_per_image = detections_per_image
@@ -212,29 +284,9 @@ class StandardRoIHead(nn.Module):
                 positive_gt, [s.gt.masks for s in samples])
         return losses
 
-    @torch.no_grad()
     def sample_rois(self, proposals: Sequence[Instances], samples: Sequence[DetSample]):
-        """Per image: sampled RoI boxes (positives first), their labels (background = C),
-        box targets, and for the positives the index of their ground truth."""
-        rois, labels, targets, positive_gt = [], [], [], []
-        for props, sample in zip(proposals, samples):
-            device = props.boxes.device
-            gt = sample.gt.to(device)
-            candidates = torch.cat([props.boxes.tensor, gt.boxes.tensor])
-            match = self.matcher(box_iou(gt.boxes.tensor, candidates))
-            pos, neg = self.sampler(match.labels)
-            index = torch.cat([pos, neg])
-            label = torch.full((len(index),), self.num_classes, dtype=torch.int64, device=device)
-            matched = match.matched_gt[pos]
-            label[: len(pos)] = gt.labels[matched]
-            target = torch.zeros(len(index), 4, device=device)
-            if len(pos):
-                target[: len(pos)] = self.box_coder.encode(candidates[pos], gt.boxes.tensor[matched])
-            rois.append(candidates[index])
-            labels.append(label)
-            targets.append(target)
-            positive_gt.append(matched)
-        return rois, labels, targets, positive_gt
+        """See :class:`RoISampler`."""
+        return self.roi_sampler(proposals, samples)
 
     @torch.no_grad()
     def predict(self, features: dict[str, Tensor], proposals: Sequence[Instances]) -> list[Instances]:
@@ -247,17 +299,10 @@ class StandardRoIHead(nn.Module):
         start = 0
         for props in proposals:
             n = len(props)
-            size = props.image_size
-            image_boxes = Boxes(decoded[start:start + n].reshape(-1, 4)).clip(size).tensor.view(n, -1, 4)
-            image_scores = scores[start:start + n]
+            results.append(select_detections(decoded[start:start + n].reshape(n, self.num_classes, 4), scores[start:start + n],
+                                             props.image_size, self.score_threshold, self.nms_threshold,
+                                             self.detections_per_image))
             start += n
-            labels = torch.arange(self.num_classes, device=image_scores.device).expand(n, -1)
-            keep = image_scores > self.score_threshold
-            flat_boxes, flat_scores, flat_labels = image_boxes[keep], image_scores[keep], labels[keep]
-            nonempty = Boxes(flat_boxes).nonempty(1e-3)
-            flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
-            keep = batched_nms(flat_boxes, flat_scores, flat_labels, self.nms_threshold)[: self.detections_per_image]
-            results.append(Instances(Boxes(flat_boxes[keep]), flat_labels[keep], size, scores=flat_scores[keep]))
         if self.mask_branch is not None:
             results = self.mask_branch.predict([features[n] for n in self.in_features], results)
         return results

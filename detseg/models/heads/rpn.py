@@ -11,7 +11,14 @@ from torch import Tensor, nn
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.models.preprocessor import ImageBatch
-from detseg.ops import AnchorGenerator, BalancedSampler, Matcher, batched_nms, box_iou, smooth_l1_loss
+from detseg.ops import (
+    AnchorGenerator,
+    BalancedSampler,
+    Matcher,
+    batched_nms,
+    box_iou,
+    smooth_l1_loss,
+)
 from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE
 from detseg.registry import PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from detseg.config import Component, build
 from detseg.constants import IGNORE_INDEX
 from detseg.errors import ConfigError
-from detseg.models.base import Model
 from detseg.models.backbones.base import Backbone, FeatureSpec
+from detseg.models.base import Model
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from detseg.ops import cross_entropy, soft_dice_loss
 from detseg.registry import BACKBONES, MODELS, SEG_DECODERS
