@@ -118,8 +118,14 @@ EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_model_configs_build_their_data_evaluator_and_model(path):
     overrides = DATA_OVERRIDES.get(path.stem, [])
-    if path.parent.name in ("faster_rcnn",) and path.stem == "voc":
+    if path.parent.name in ("faster_rcnn", "fast_rcnn") and path.stem == "voc":
         overrides = [*overrides, "model.roi_head.num_classes=3"]
+    if path.parent.name == "rcnn":  # its class count sits on the model, not on a RoI head
+        overrides = [o.replace("model.roi_head.num_classes", "model.num_classes") for o in overrides]
+        if path.stem == "voc":
+            overrides.append("model.num_classes=3")
+    if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
+        overrides += ["data.train.proposals=null", "data.val.proposals=null"]
     if path.parent.name == "unet" and path.stem == "voc":
         overrides = [*overrides, "model.num_classes=4"]
     from detseg.experiment import build_model_for

@@ -10,13 +10,13 @@ Training, all inside the engine's iterations:
 
 - fine-tuning: softmax over ``C + 1`` on fc7 with cross-entropy; RoIs with IoU >= 0.5 are
   positives, the rest background, 25% positives per sample (as the paper's 32 of 128);
-- ``classifier: svm``: one-vs-rest linear SVMs on fc7 features (detached, so they do not
-  change the network), hinge loss with an L2 penalty; positives are the ground-truth boxes,
+- ``classifier: svm``: one-vs-rest linear SVMs on L2-normalised fc7 features (detached,
+  so they do not change the network), hinge loss with an L2 penalty; positives are the ground-truth boxes,
   negatives proposals with IoU < 0.3 with every object of the class, of which only the
   hardest (highest-scoring) ``svm_negatives_per_positive`` per positive enter the loss:
   hard negative mining over a pool of ``svm_negative_pool`` per image. Inference then
   scores with the SVMs (``sigmoid(margin)``, which keeps their order);
-- box regression: linear on detached pool5 features, squared loss on the BoxCoder targets
+- box regression: linear on detached, L2-normalised pool5 features, squared loss on the BoxCoder targets
   ``t_x, t_y, t_w, t_h`` of proposals with IoU >= 0.6, plus ``ridge_lambda * ||W||^2``:
   ridge regression solved by SGD alongside the rest.
 """
@@ -80,6 +80,7 @@ class RCNN(Model):
         nms_threshold: float = 0.3,
         detections_per_image: int = 100,
         crop_batch_size: int = 256,
+        pool5_size: int | None = None,
     ) -> None:
         super().__init__()
         if classifier not in ("softmax", "svm"):
@@ -93,9 +94,10 @@ class RCNN(Model):
         self.crop_size = crop_size
         self.context_padding = context_padding
         self.feature_name = list(backbone.output_shape())[-1]
+        self.pool5_size = pool5_size
         was_training = backbone.training
         with torch.no_grad():  # pool5's size for this crop size, whatever the backbone's padding rules
-            pool5_dim = backbone.eval()(torch.zeros(1, 3, crop_size, crop_size))[self.feature_name][0].numel()
+            pool5_dim = self.pool5(backbone.eval()(torch.zeros(1, 3, crop_size, crop_size)))[0].numel()
         backbone.train(was_training)
         self.fc = TwoFCBoxHead(pool5_dim, fc_dim)
         self.cls_score = nn.Linear(fc_dim, num_classes + 1)
@@ -123,10 +125,26 @@ class RCNN(Model):
         widened = [context_boxes(b, self.crop_size, self.context_padding) for b in boxes]
         return roi_align(images, widened, self.crop_size, 1.0, sampling_ratio=2, aligned=True)
 
+    def pool5(self, features: dict[str, Tensor]) -> Tensor:
+        """The backbone's last map, max-pooled to ``pool5_size`` when set, flattened: ``[K, D]``."""
+        x = features[self.feature_name]
+        if self.pool5_size is not None:
+            x = F.adaptive_max_pool2d(x, self.pool5_size)
+        return x.flatten(1)
+
     def region_features(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         """``crops[K, 3, S, S]`` -> ``(pool5[K, D], fc7[K, fc_dim])``."""
-        pool5 = self.backbone(crops)[self.feature_name].flatten(1)
+        pool5 = self.pool5(self.backbone(crops))
         return pool5, self.fc(pool5)
+
+    def box_deltas(self, pool5: Tensor) -> Tensor:
+        """Class-specific ``[K, 4C]`` deltas from L2-normalised pool5 features (unit norm keeps
+        the SGD ridge regression stable; the paper rescales features for the same reason)."""
+        return self.bbox_regressor(F.normalize(pool5, dim=1))
+
+    def svm_scores(self, fc7: Tensor) -> Tensor:
+        """``[K, C]`` SVM margins on L2-normalised fc7 features."""
+        return self.svm(F.normalize(fc7, dim=1))
 
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
         batch = self.preprocessor(samples)
@@ -152,7 +170,7 @@ class RCNN(Model):
         ridge = self.ridge_lambda * self.bbox_regressor.weight.pow(2).sum()
         if len(foreground) == 0:
             return ridge
-        deltas = self.bbox_regressor(pool5[foreground]).view(-1, self.num_classes, 4)
+        deltas = self.box_deltas(pool5[foreground]).view(-1, self.num_classes, 4)
         deltas = deltas[torch.arange(len(foreground)), labels[foreground]]
         return F.mse_loss(deltas, targets[foreground], reduction="sum") / len(foreground) + ridge
 
@@ -182,8 +200,8 @@ class RCNN(Model):
                 for c in lab.unique().tolist():
                     pool_iou[start:start + len(candidates), c] = iou[:, lab == c].amax(1)
             start += len(candidates)
-        positive_scores = self.svm(positive_features)
-        pool_scores = self.svm(pool_features)
+        positive_scores = self.svm_scores(positive_features)
+        pool_scores = self.svm_scores(pool_features)
         total, count = pool_scores.new_zeros(()), 0
         for c in range(self.num_classes):
             pos = positive_scores[positive_labels == c, c]
@@ -205,10 +223,10 @@ class RCNN(Model):
             for chunk in boxes.split(self.crop_batch_size):
                 pool5, fc7 = self.region_features(self.crops(batch.tensor[i:i + 1], [chunk]))
                 if self.svm is not None:
-                    scores.append(self.svm(fc7).sigmoid())
+                    scores.append(self.svm_scores(fc7).sigmoid())
                 else:
                     scores.append(self.cls_score(fc7).softmax(-1)[:, : self.num_classes])
-                deltas.append(self.bbox_regressor(pool5))
+                deltas.append(self.box_deltas(pool5))
             n = len(boxes)
             if n == 0:
                 detections = Instances(Boxes(boxes), torch.zeros(0, dtype=torch.int64, device=boxes.device),
@@ -242,11 +260,13 @@ def build_rcnn(
     nms_threshold: float = 0.3,
     detections_per_image: int = 100,
     crop_batch_size: int = 256,
+    pool5_size: int | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
 ) -> RCNN:
     """R-CNN (see :class:`RCNN`); ``proposal_source`` is ``selective_search`` or
-    ``precomputed``. The backbone's last ``out_features`` entry is pool5."""
+    ``precomputed``. The backbone's last ``out_features`` map, max-pooled to a
+    ``pool5_size`` grid when given (7 for VGG-16 at 224), is pool5."""
     backbone_module = build(backbone, BACKBONES, "model.backbone")
     return RCNN(
         Preprocessor(pixel_mean, pixel_std, 1),
@@ -254,5 +274,5 @@ def build_rcnn(
         build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source", input_shape={}),
         num_classes, crop_size, context_padding, fc_dim, classifier, batch_size_per_image, positive_fraction,
         regression_iou, ridge_lambda, svm_negative_iou, svm_negative_pool, svm_negatives_per_positive, svm_l2,
-        score_threshold, nms_threshold, detections_per_image, crop_batch_size,
+        score_threshold, nms_threshold, detections_per_image, crop_batch_size, pool5_size,
     )
