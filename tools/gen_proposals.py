@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     proposals = generate_proposals(dataset, search, cache, args.workers, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     write_proposals(out, proposals)
-    print(f"wrote {out}: {len(proposals)} images, {elapsed:.1f} s "
-          f"({elapsed * args.workers / max(len(proposals), 1) * 1000:.0f} ms/image/process)")
+    print(f"wrote {out}: {len(proposals)} images ({elapsed:.1f} s, {args.workers} processes, "
+          f"cached images reused)")
 
     if dataset.has_instances:
         gt = ground_truth_boxes(dataset)
