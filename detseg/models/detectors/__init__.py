@@ -1,4 +1,4 @@
-from detseg.models.detectors.rcnn import RCNN, build_rcnn
+from detseg.models.detectors.rcnn import RCNN
 from detseg.models.detectors.two_stage import TwoStageDetector, build_faster_rcnn
 
-__all__ = ["RCNN", "TwoStageDetector", "build_faster_rcnn", "build_rcnn"]
+__all__ = ["RCNN", "TwoStageDetector", "build_faster_rcnn"]

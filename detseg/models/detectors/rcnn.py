@@ -32,7 +32,6 @@ from torch import Tensor, nn
 
 from detseg.config import Component, build
 from detseg.errors import ConfigError
-from detseg.models.backbones.base import Backbone
 from detseg.models.base import Model
 from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead, select_detections
 from detseg.models.heads.rpn import ProposalSource
@@ -52,17 +51,22 @@ def context_boxes(boxes: Tensor, crop_size: int, context_padding: int) -> Tensor
     return torch.cat([centre - half, centre + half], dim=1)
 
 
+@MODELS.register("rcnn")
 class RCNN(Model):
     """``loss(samples) -> dict`` of ``loss_*`` terms; ``predict(samples) -> list[Instances]``
-    in each sample's original image coordinates. See the module docstring."""
+    in each sample's original image coordinates. See the module docstring.
+
+    ``proposal_source`` is ``selective_search`` or ``precomputed``. The backbone's last
+    ``out_features`` map, max-pooled to a ``pool5_size`` grid when given (7 for VGG-16 at
+    224), is pool5. ``crop_batch_size`` regions go through the backbone at once at inference.
+    """
 
     task = "detection"
 
     def __init__(
         self,
-        preprocessor: Preprocessor,
-        backbone: Backbone,
-        proposal_source: ProposalSource,
+        backbone: Component(BACKBONES),
+        proposal_source: Component(PROPOSAL_SOURCES),
         num_classes: int,
         crop_size: int = 64,
         context_padding: int = 4,
@@ -81,15 +85,18 @@ class RCNN(Model):
         detections_per_image: int = 100,
         crop_batch_size: int = 256,
         pool5_size: int | None = None,
+        pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
+        pixel_std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if classifier not in ("softmax", "svm"):
             raise ConfigError(f"model.classifier must be 'softmax' or 'svm', got {classifier!r}")
         if not 0 <= 2 * context_padding < crop_size:
             raise ConfigError(f"model.context_padding {context_padding} leaves no box in a {crop_size} crop")
-        self.preprocessor = preprocessor
-        self.backbone = backbone
-        self.proposal_source = proposal_source
+        self.preprocessor = Preprocessor(pixel_mean, pixel_std, 1)
+        self.backbone = backbone = build(backbone, BACKBONES, "model.backbone")
+        self.proposal_source: ProposalSource = build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source",
+                                                     input_shape={})
         self.num_classes = num_classes
         self.crop_size = crop_size
         self.context_padding = context_padding
@@ -237,42 +244,3 @@ class RCNN(Model):
                                                self.nms_threshold, self.detections_per_image)
             results.append(rescale_instances(detections.to("cpu"), sample.orig_size))
         return results
-
-
-@MODELS.register("rcnn")
-def build_rcnn(
-    backbone: Component(BACKBONES),
-    proposal_source: Component(PROPOSAL_SOURCES),
-    num_classes: int,
-    crop_size: int = 64,
-    context_padding: int = 4,
-    fc_dim: int = 256,
-    classifier: Literal["softmax", "svm"] = "softmax",
-    batch_size_per_image: int = 64,
-    positive_fraction: float = 0.25,
-    regression_iou: float = 0.6,
-    ridge_lambda: float = 1e-3,
-    svm_negative_iou: float = 0.3,
-    svm_negative_pool: int = 64,
-    svm_negatives_per_positive: int = 3,
-    svm_l2: float = 1e-4,
-    score_threshold: float = 0.05,
-    nms_threshold: float = 0.3,
-    detections_per_image: int = 100,
-    crop_batch_size: int = 256,
-    pool5_size: int | None = None,
-    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
-    pixel_std: tuple[float, float, float] = IMAGENET_STD,
-) -> RCNN:
-    """R-CNN (see :class:`RCNN`); ``proposal_source`` is ``selective_search`` or
-    ``precomputed``. The backbone's last ``out_features`` map, max-pooled to a
-    ``pool5_size`` grid when given (7 for VGG-16 at 224), is pool5."""
-    backbone_module = build(backbone, BACKBONES, "model.backbone")
-    return RCNN(
-        Preprocessor(pixel_mean, pixel_std, 1),
-        backbone_module,
-        build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source", input_shape={}),
-        num_classes, crop_size, context_padding, fc_dim, classifier, batch_size_per_image, positive_fraction,
-        regression_iou, ridge_lambda, svm_negative_iou, svm_negative_pool, svm_negatives_per_positive, svm_l2,
-        score_threshold, nms_threshold, detections_per_image, crop_batch_size, pool5_size,
-    )
