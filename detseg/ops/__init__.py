@@ -1,7 +1,7 @@
 """The pieces every head shares: IoU, NMS, RoI ops, anchors, matching, sampling, losses."""
 
 from detseg.ops.anchors import AnchorGenerator
-from detseg.ops.boxes import batched_nms, box_iou, nms
+from detseg.ops.boxes import aligned_box_iou, batched_nms, box_iou, nms
 from detseg.ops.losses import cross_entropy, sigmoid_focal_loss, smooth_l1_loss, soft_dice_loss
 from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE, Matcher, MatchResult
 from detseg.ops.roi import roi_align, roi_pool
@@ -16,6 +16,7 @@ __all__ = [
     "MatchResult",
     "Matcher",
     "batched_nms",
+    "aligned_box_iou",
     "box_iou",
     "cross_entropy",
     "nms",

@@ -18,6 +18,18 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return torch.nan_to_num(iou, nan=0.0)
 
 
+def aligned_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of each box with its counterpart: ``[..., 4]`` xyxy and ``[..., 4]`` -> ``[...]``
+    (the diagonal of :func:`box_iou` without the ``N x M`` matrix); 0 where both are empty."""
+    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
+    area1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0).prod(-1)
+    area2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0).prod(-1)
+    union = area1 + area2 - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
 def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
     """Class-aware NMS: boxes suppress only boxes of the same label.
 

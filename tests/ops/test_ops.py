@@ -219,3 +219,18 @@ def test_roi_pool_four_by_six_roi_into_three_by_three_bins():
     expected = torch.tensor([[features[0, 0, r0:r1, c0:c1].max() for c0, c1 in cols] for r0, r1 in rows])
     assert torch.equal(pooled, expected)
     assert torch.equal(pooled, roi_pool_brute(features[0], box[0], 3, 1.0)[0])
+
+
+def test_aligned_box_iou_is_the_diagonal_of_box_iou():
+    from detseg.ops import aligned_box_iou
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(20, 2, generator=g) * 50
+    b = torch.rand(20, 2, generator=g) * 50
+    boxes1 = torch.cat([a, a + torch.rand(20, 2, generator=g) * 30], 1)
+    boxes2 = torch.cat([b, b + torch.rand(20, 2, generator=g) * 30], 1)
+    boxes2[0] = boxes1[0]  # identical pair: IoU 1
+    expected = box_iou(boxes1, boxes2).diagonal()
+    torch.testing.assert_close(aligned_box_iou(boxes1, boxes2), expected)
+    assert aligned_box_iou(boxes1[:1], boxes2[:1]).item() == pytest.approx(1.0)
+    assert aligned_box_iou(torch.zeros(1, 4), torch.zeros(1, 4)).item() == 0.0
