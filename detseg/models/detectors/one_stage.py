@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from detseg.config import Component, build
 from detseg.models.backbones.base import Backbone
 from detseg.models.base import Model
+from detseg.models.build import build_trunk
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
 from detseg.registry import BACKBONES, DENSE_HEADS, MODELS, NECKS
@@ -82,12 +83,7 @@ def build_one_stage(
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
 ) -> OneStageDetector:
     """A one-stage detector; ``head`` names the family (``yolo_v1``)."""
-    backbone_module = build(backbone, BACKBONES, "model.backbone")
-    shape = backbone_module.output_shape()
-    neck_module = None
-    if neck is not None:
-        neck_module = build(neck, NECKS, "model.neck", input_shape=shape)
-        shape = neck_module.output_shape()
+    backbone_module, neck_module, shape = build_trunk(backbone, neck)
     return OneStageDetector(
         Preprocessor(pixel_mean, pixel_std, 1), backbone_module, neck_module,
         build(head, DENSE_HEADS, "model.head", input_shape=shape, model_input_size=input_size),

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from detseg.config import Component, build
 from detseg.models.backbones.base import Backbone
 from detseg.models.base import Model
+from detseg.models.build import build_trunk
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
@@ -79,12 +80,7 @@ def build_faster_rcnn(
 ) -> TwoStageDetector:
     """Faster R-CNN (Ren et al. 2015): the proposal source is normally ``{name: rpn}``.
     Mask R-CNN (He et al. 2017) is the same with ``roi_head.mask_head`` set."""
-    backbone_module = build(backbone, BACKBONES, "model.backbone")
-    shape = backbone_module.output_shape()
-    neck_module = None
-    if neck is not None:
-        neck_module = build(neck, NECKS, "model.neck", input_shape=shape)
-        shape = neck_module.output_shape()
+    backbone_module, neck_module, shape = build_trunk(backbone, neck)
     return TwoStageDetector(
         Preprocessor(pixel_mean, pixel_std, backbone_module.size_divisibility),
         backbone_module,
