@@ -66,15 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(args.cache or f"{out}.cache")
     print(f"selective search on {len(dataset)} images of data.{args.split} -> {out} (cache {cache})")
     start = time.perf_counter()
-    proposals = generate_proposals(dataset, search, cache, args.workers, progress=not args.no_progress)
+    ground_truth = dataset.coco_ground_truth()  # image ids in index order, and boxes for the recall
+    ids = [image["id"] for image in ground_truth["images"]]
+    proposals = generate_proposals(dataset, ids, search, cache, args.workers, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     write_proposals(out, proposals)
     print(f"wrote {out}: {len(proposals)} images ({elapsed:.1f} s, {args.workers} processes, "
           f"cached images reused)")
 
     if dataset.has_instances:
-        gt = ground_truth_boxes(dataset)
-        ids = list(proposals.boxes)
+        gt = ground_truth_boxes(ground_truth)
         recall = proposal_recall([gt[i] for i in ids], [proposals.boxes[i] for i in ids])
         print(format_metrics(recall, f"proposal recall, data.{args.split}"))
         Path(f"{Path(out).with_suffix('')}.recall.json").write_text(json.dumps(recall, indent=2) + "\n")

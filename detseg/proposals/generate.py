@@ -43,26 +43,25 @@ def _compute(index: int) -> int | str:
     return record.image_id
 
 
-def image_ids(dataset: DetectionDataset) -> list[int | str]:
-    """Every image id of ``dataset`` in index order, from its COCO ground truth."""
-    return [image["id"] for image in dataset.coco_ground_truth()["images"]]
 
 
 def generate_proposals(
     dataset: DetectionDataset,
+    image_ids: list[int | str],
     search: SelectiveSearch,
     cache_dir: str | Path,
     workers: int = 1,
     progress: bool = True,
 ) -> ProposalSet:
     """Selective search on every image of ``dataset`` (untransformed), reusing the cache.
+    ``image_ids`` are the data set's ids in index order (``coco_ground_truth()["images"]``).
 
     Returns:
         proposals per image id, boxes xyxy in original image pixels, best ranked first.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    ids = image_ids(dataset)
+    ids = image_ids
     todo = [i for i, image_id in enumerate(ids) if not _cache_path(cache_dir, image_id).is_file()]
     bar = tqdm(total=len(ids), initial=len(ids) - len(todo), desc="selective search", unit="img",
                disable=not progress, dynamic_ncols=True)
@@ -83,9 +82,8 @@ def generate_proposals(
     return proposals
 
 
-def ground_truth_boxes(dataset: DetectionDataset) -> dict[int | str, np.ndarray]:
-    """Non-crowd ground-truth boxes per image id, xyxy original pixels, for recall."""
-    gt = dataset.coco_ground_truth()
+def ground_truth_boxes(gt: dict[str, Any]) -> dict[int | str, np.ndarray]:
+    """Non-crowd ground-truth boxes per image id of a COCO dict, xyxy pixels, for recall."""
     boxes: dict[int | str, list] = {image["id"]: [] for image in gt["images"]}
     for ann in gt["annotations"]:
         if not ann.get("iscrowd", 0):
@@ -94,4 +92,4 @@ def ground_truth_boxes(dataset: DetectionDataset) -> dict[int | str, np.ndarray]
     return {k: np.asarray(v, np.float32).reshape(-1, 4) for k, v in boxes.items()}
 
 
-__all__ = ["generate_proposals", "ground_truth_boxes", "image_ids"]
+__all__ = ["generate_proposals", "ground_truth_boxes"]

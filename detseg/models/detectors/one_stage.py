@@ -21,7 +21,7 @@ from detseg.models.build import build_trunk
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
 from detseg.registry import BACKBONES, DENSE_HEADS, MODELS, NECKS
-from detseg.structures import Boxes, DetSample, Instances
+from detseg.structures import DetSample, Instances
 
 
 class OneStageDetector(Model):
@@ -56,21 +56,14 @@ class OneStageDetector(Model):
 
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
         features, size = self.features(samples)
-        gt = [_resize_instances(s.gt, size) for s in samples]
+        gt = [rescale_instances(Instances(s.gt.boxes, s.gt.labels, s.image_size), size) for s in samples]
         return self.head.loss(features, gt, size)
 
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
         features, size = self.features(samples)
         detections = self.head.predict(features, size)
-        return [rescale_instances(_resize_instances(d.to("cpu"), s.image_size), s.orig_size)
-                for d, s in zip(detections, samples)]
-
-
-def _resize_instances(instances: Instances, size: tuple[int, int]) -> Instances:
-    """Boxes of ``instances`` (at ``instances.image_size``) scaled to an image of ``size``."""
-    h, w = instances.image_size
-    boxes = instances.boxes.scale(size[1] / w, size[0] / h)
-    return Instances(Boxes(boxes.tensor), instances.labels, size, scores=instances.scores)
+        # the square input is a rescaled image, so one scaling maps straight to the original
+        return [rescale_instances(d.to("cpu"), s.orig_size) for d, s in zip(detections, samples)]
 
 
 @MODELS.register("yolo_v1")
