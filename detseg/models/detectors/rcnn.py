@@ -36,7 +36,7 @@ from detseg.models.base import Model
 from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead, select_detections
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
-from detseg.ops import box_iou, cross_entropy, roi_align
+from detseg.ops import aligned_box_iou, box_iou, cross_entropy, roi_align
 from detseg.registry import BACKBONES, MODELS, PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
@@ -156,24 +156,24 @@ class RCNN(Model):
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
         batch = self.preprocessor(samples)
         proposals, _ = self.proposal_source(batch, {}, samples, with_loss=True)
-        rois, labels, targets, _ = self.roi_sampler(proposals, samples)
+        rois, labels, targets, positive_gt = self.roi_sampler(proposals, samples)
         all_labels = torch.cat(labels)
         pool5, fc7 = self.region_features(self.crops(batch.tensor, rois))
         losses = {"loss_cls": cross_entropy(self.cls_score(fc7), all_labels, ignore_index=-100)}
-        losses["loss_box"] = self._regression_loss(pool5.detach(), torch.cat(rois), all_labels,
-                                                   torch.cat(targets), samples)
+        losses["loss_box"] = self._regression_loss(pool5.detach(), rois, all_labels, torch.cat(targets),
+                                                   positive_gt, samples)
         if self.svm is not None:
             losses["loss_svm"] = self._svm_loss(batch.tensor, fc7.detach(), all_labels, proposals, samples)
         return losses
 
-    def _regression_loss(self, pool5: Tensor, rois: Tensor, labels: Tensor, targets: Tensor,
-                         samples: Sequence[DetSample]) -> Tensor:
-        foreground = torch.nonzero(labels < self.num_classes).flatten()
-        # only well-overlapping RoIs teach the regressor (the paper's IoU > 0.6)
-        gt = torch.cat([s.gt.boxes.tensor.to(rois.device) for s in samples])
-        close = box_iou(rois[foreground], gt).amax(1) >= self.regression_iou if len(gt) else \
-            torch.zeros(len(foreground), dtype=torch.bool, device=rois.device)
-        foreground = foreground[close]
+    def _regression_loss(self, pool5: Tensor, rois: Sequence[Tensor], labels: Tensor, targets: Tensor,
+                         positive_gt: Sequence[Tensor], samples: Sequence[DetSample]) -> Tensor:
+        """Ridge regression loss; ``rois`` per image with positives first (RoISampler's order)."""
+        # only RoIs overlapping their own object well teach the regressor (the paper's IoU > 0.6)
+        close = [aligned_box_iou(r[: len(m)], s.gt.boxes.tensor.to(r.device)[m]) >= self.regression_iou
+                 for r, m, s in zip(rois, positive_gt, samples)]
+        offsets = torch.tensor([0, *[len(r) for r in rois]]).cumsum(0)[:-1].tolist()
+        foreground = torch.cat([start + torch.nonzero(c).flatten() for start, c in zip(offsets, close)])
         ridge = self.ridge_lambda * self.bbox_regressor.weight.pow(2).sum()
         if len(foreground) == 0:
             return ridge
