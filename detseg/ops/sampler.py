@@ -45,3 +45,26 @@ class BalancedSampler:
 def _choose(index: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
     order = torch.randperm(index.numel(), generator=generator, device="cpu")[:k]
     return index[order.to(index.device)]
+
+
+def hard_negative_mining(background_loss: Tensor, positive: Tensor, neg_pos_ratio: float = 3.0,
+                         min_negatives: int = 0) -> Tensor:
+    """SSD's hard negative mining: per image, the negatives with the highest loss,
+    ``neg_pos_ratio`` of them per positive (all of them when there are fewer).
+
+    Args:
+        background_loss: ``[N, P]`` classification loss of each prediction as background.
+        positive: ``bool[N, P]`` predictions matched to an object.
+        neg_pos_ratio: negatives kept per positive (3 in the paper).
+        min_negatives: kept per image even without positives, so that an image without
+            objects still teaches the background class.
+
+    Returns:
+        ``bool[N, P]``, True for the negatives kept.
+    """
+    loss = background_loss.detach().masked_fill(positive, float("-inf"))
+    num_negatives = (~positive).sum(1, keepdim=True)
+    wanted = (positive.sum(1, keepdim=True) * neg_pos_ratio).long().clamp(min=min_negatives)
+    num_keep = torch.minimum(wanted, num_negatives)
+    rank = loss.argsort(1, descending=True).argsort(1)  # rank of each prediction's loss in its image
+    return (rank < num_keep) & ~positive

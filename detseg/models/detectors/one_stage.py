@@ -66,6 +66,8 @@ class OneStageDetector(Model):
         return [rescale_instances(d.to("cpu"), s.orig_size) for d, s in zip(detections, samples)]
 
 
+@MODELS.register("ssd")
+@MODELS.register("yolo")
 @MODELS.register("yolo_v1")
 def build_one_stage(
     backbone: Component(BACKBONES),
@@ -75,7 +77,7 @@ def build_one_stage(
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
 ) -> OneStageDetector:
-    """A one-stage detector; ``head`` names the family (``yolo_v1``)."""
+    """A one-stage detector; ``head`` names the family (``yolo_v1``, ``yolo``, ``ssd``)."""
     backbone_module, neck_module, shape = build_trunk(backbone, neck)
     return OneStageDetector(
         Preprocessor(pixel_mean, pixel_std, 1), backbone_module, neck_module,

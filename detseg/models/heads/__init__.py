@@ -1,6 +1,9 @@
-"""Heads: proposal sources (RPN, precomputed, selective search) and RoI heads."""
+"""Heads: proposal sources (RPN, precomputed, selective search), RoI heads and the dense
+heads of one-stage detectors (YOLO v1, anchor-based YOLO, SSD)."""
 
-import detseg.models.heads.yolo_v1  # noqa: F401 - registers the yolo_v1 dense head
+import detseg.models.heads.ssd  # noqa: F401 - registers the dense heads
+import detseg.models.heads.yolo
+import detseg.models.heads.yolo_v1
 from detseg.models.heads.external_proposals import PrecomputedProposals, SelectiveSearchProposals
 from detseg.models.heads.roi_heads import RoIPooler, StandardRoIHead
 from detseg.models.heads.rpn import RPN, ProposalSource

@@ -173,22 +173,30 @@ class RoISampler:
 
 
 def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], score_threshold: float,
-                      nms_threshold: float, top_k: int) -> Instances:
+                      nms_threshold: float, top_k: int, candidates_per_class: int | None = None) -> Instances:
     """Detections of one image from class-specific boxes.
 
     Args:
-        boxes: ``[N, C, 4]`` xyxy per proposal and class (clipped here to ``image_size``).
+        boxes: ``[N, C, 4]`` xyxy per proposal and class, or ``[N, 4]`` one box per
+            prediction for all classes (clipped here to ``image_size``).
         scores: ``[N, C]`` per proposal and class (background left out).
+        candidates_per_class: before NMS, keep only each class's best this many (dense
+            heads score thousands of boxes per class).
 
     Returns:
         boxes scoring above ``score_threshold``, non-empty, per-class NMS at
         ``nms_threshold``, the ``top_k`` best.
     """
-    n, num_classes = scores.shape
-    boxes = Boxes(boxes.reshape(-1, 4)).clip(image_size).tensor.view(n, -1, 4)
-    labels = torch.arange(num_classes, device=scores.device).expand(n, -1)
+    n = scores.shape[0]
     keep = scores > score_threshold
-    flat_boxes, flat_scores, flat_labels = boxes[keep], scores[keep], labels[keep]
+    if candidates_per_class is not None and n > candidates_per_class:
+        kth_best = scores.topk(candidates_per_class, dim=0).values[-1]
+        keep &= scores >= kth_best
+    box_index, flat_labels = keep.nonzero(as_tuple=True)
+    flat_scores = scores[box_index, flat_labels]
+    # one box per prediction (dense heads) or one per prediction and class (RoI heads)
+    flat_boxes = boxes[box_index] if boxes.dim() == 2 else boxes[box_index, flat_labels]
+    flat_boxes = Boxes(flat_boxes).clip(image_size).tensor
     nonempty = Boxes(flat_boxes).nonempty(1e-3)
     flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
     keep = batched_nms(flat_boxes, flat_scores, flat_labels, nms_threshold)[:top_k]

@@ -219,7 +219,7 @@ class YoloV1Head(nn.Module):
         # class-specific scores: confidence x class probability of the cell
         scores = (per_box[..., 4:5] * out[..., None, 5 * b:]).reshape(n, -1, self.num_classes)
         return [
-            select_detections(boxes[i][:, None].expand(-1, self.num_classes, 4), scores[i], image_size,
+            select_detections(boxes[i], scores[i], image_size,
                               self.score_threshold, self.nms_threshold, self.detections_per_image)
             for i in range(n)
         ]

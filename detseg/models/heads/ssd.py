@@ -1,0 +1,150 @@
+"""SSD's head (Liu et al., ECCV 2016): per feature map, 3x3 convolutions that score every
+default box for C + 1 classes and regress its offsets.
+
+Training, per image:
+
+- **matching**: each ground truth takes the default box of highest IoU, and every default
+  box with IoU >= 0.5 with some ground truth is also positive (for the best of them);
+- ``loss_box``: smooth-L1 over positives between predicted and encoded offsets, with
+  ``variances`` (0.1, 0.1, 0.2, 0.2), i.e. the box coder's weights (10, 10, 5, 5);
+- ``loss_cls``: softmax cross-entropy over positives and the **hard negatives**: of the
+  unmatched boxes, the ``neg_pos_ratio`` (3) per positive with the highest background loss.
+
+Both sums are divided by the number of positives in the batch (1 when there is none).
+An image without objects keeps ``neg_pos_ratio`` hard negatives, as if it had one positive,
+so that it still teaches the background class.
+
+Labels are ``0..C-1`` for the classes and ``C`` for background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detseg.models.backbones.base import FeatureSpec, select_features
+from detseg.models.heads.roi_heads import select_detections
+from detseg.ops import Matcher, box_iou, smooth_l1_loss
+from detseg.ops.default_boxes import DefaultBoxGenerator
+from detseg.ops.matcher import POSITIVE
+from detseg.ops.sampler import hard_negative_mining
+from detseg.registry import DENSE_HEADS
+from detseg.structures import Instances
+from detseg.structures.box_coder import BoxCoder
+
+
+@DENSE_HEADS.register("ssd")
+class SSDHead(nn.Module):
+    """Class scores and box offsets for every default box of every map.
+
+    Args:
+        input_shape: feature shapes (supplied by the model builder).
+        model_input_size: the square input side (supplied by the model builder).
+        in_features: maps to predict from, finest first.
+        num_classes: object classes, without background.
+        aspect_ratios, min_scale, max_scale, scales, steps, clip: the default boxes (see
+            :class:`~detseg.ops.default_boxes.DefaultBoxGenerator`).
+        iou_threshold: default boxes at or above this IoU are positive (0.5).
+        neg_pos_ratio: hard negatives kept per positive (3).
+        variances: centre and size variances of the box encoding (0.1, 0.2).
+        score_threshold, nms_threshold, candidates_per_class, detections_per_image:
+            inference (0.01, 0.45, 400 and 200, as the reference implementation).
+    """
+
+    def __init__(
+        self,
+        input_shape: dict[str, FeatureSpec],
+        model_input_size: int,
+        in_features: Sequence[str],
+        num_classes: int,
+        aspect_ratios: Sequence[Sequence[float]],
+        min_scale: float = 0.2,
+        max_scale: float = 0.9,
+        scales: Sequence[float] | None = None,
+        steps: Sequence[float] | None = None,
+        clip: bool = True,
+        iou_threshold: float = 0.5,
+        neg_pos_ratio: float = 3.0,
+        variances: tuple[float, float] = (0.1, 0.2),
+        score_threshold: float = 0.01,
+        nms_threshold: float = 0.45,
+        candidates_per_class: int = 400,
+        detections_per_image: int = 200,
+    ) -> None:
+        super().__init__()
+        specs = select_features(input_shape, list(in_features), "ssd head")
+        if len(aspect_ratios) != len(in_features):
+            raise ValueError(f"ssd head: {len(in_features)} in_features but {len(aspect_ratios)} aspect_ratios lists")
+        self.in_features = list(in_features)
+        self.num_classes = num_classes
+        self.default_boxes = DefaultBoxGenerator(aspect_ratios, min_scale, max_scale, scales, steps, clip)
+        boxes_per_cell = self.default_boxes.num_boxes_per_cell
+        self.classifiers = nn.ModuleList(
+            nn.Conv2d(specs[n].channels, a * (num_classes + 1), 3, padding=1) for n, a in zip(in_features, boxes_per_cell))
+        self.regressors = nn.ModuleList(
+            nn.Conv2d(specs[n].channels, a * 4, 3, padding=1) for n, a in zip(in_features, boxes_per_cell))
+        for conv in [*self.classifiers, *self.regressors]:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.matcher = Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=True)
+        center_variance, size_variance = variances
+        self.box_coder = BoxCoder((1 / center_variance, 1 / center_variance, 1 / size_variance, 1 / size_variance))
+        self.neg_pos_ratio = neg_pos_ratio
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.candidates_per_class = candidates_per_class
+        self.detections_per_image = detections_per_image
+
+    def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
+        """-> class logits ``[N, P, C + 1]``, offsets ``[N, P, 4]`` and the map sizes, with
+        the P default boxes ordered (map, row, column, box)."""
+        logits, offsets, sizes = [], [], []
+        for name, classifier, regressor in zip(self.in_features, self.classifiers, self.regressors):
+            x = features[name]
+            n = x.shape[0]
+            logits.append(classifier(x).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
+            offsets.append(regressor(x).permute(0, 2, 3, 1).reshape(n, -1, 4))
+            sizes.append(tuple(x.shape[-2:]))
+        return torch.cat(logits, 1), torch.cat(offsets, 1), sizes
+
+    def loss(self, features: dict[str, Tensor], gt: Sequence[Instances], image_size: tuple[int, int]):
+        logits, offsets, sizes = self(features)
+        priors = self.default_boxes(sizes, image_size, logits.device)
+        labels, box_targets = [], []
+        for g in gt:
+            match = self.matcher(box_iou(g.boxes.tensor.to(priors), priors))
+            positive = match.labels == POSITIVE
+            label = torch.full((len(priors),), self.num_classes, dtype=torch.int64, device=priors.device)
+            label[positive] = g.labels.to(priors.device)[match.matched_gt[positive]]
+            labels.append(label)
+            matched = g.boxes.tensor.to(priors)[match.matched_gt] if len(g) else priors
+            box_targets.append(self.box_coder.encode(priors, matched))
+        labels, box_targets = torch.stack(labels), torch.stack(box_targets)
+        positive = labels < self.num_classes
+        num_positive = max(int(positive.sum()), 1)
+
+        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+        background_loss = ce.detach().masked_fill(positive, 0.0)  # CE against background = CE of negatives
+        negatives = hard_negative_mining(background_loss, positive, self.neg_pos_ratio,
+                                         min_negatives=int(self.neg_pos_ratio))
+        loss_cls = ce[positive | negatives].sum() / num_positive
+        loss_box = smooth_l1_loss(offsets[positive], box_targets[positive], beta=1.0, reduction="sum") / num_positive
+        return {"loss_cls": loss_cls, "loss_box": loss_box}
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> list[Instances]:
+        logits, offsets, sizes = self(features)
+        priors = self.default_boxes(sizes, image_size, logits.device)
+        scores = logits.softmax(-1)[..., : self.num_classes]
+        return [
+            select_detections(self.box_coder.decode(offsets[i], priors), scores[i], image_size,
+                              self.score_threshold, self.nms_threshold, self.detections_per_image,
+                              self.candidates_per_class)
+            for i in range(len(logits))
+        ]
+
+
+__all__ = ["SSDHead"]

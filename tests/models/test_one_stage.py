@@ -1,0 +1,142 @@
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from detseg.errors import ConfigError
+from detseg.models import build_model
+from detseg.models.backbones.base import FeatureSpec
+from detseg.models.heads.ssd import SSDHead
+from detseg.models.heads.yolo import YoloHead
+from detseg.structures import Boxes, Instances
+
+SHAPES = {"p3": FeatureSpec(8, 8), "p4": FeatureSpec(8, 16)}
+ANCHORS = [[[10, 10], [20, 12]], [[40, 40], [30, 60]]]
+
+
+def yolo_head(**kwargs) -> YoloHead:
+    return YoloHead(SHAPES, 64, ["p3", "p4"], num_classes=2, anchors=ANCHORS, **kwargs)
+
+
+def features(batch: int = 1) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {"p3": torch.randn(batch, 8, 8, 8), "p4": torch.randn(batch, 8, 4, 4)}
+
+
+def instances(boxes, labels, size=(64, 64)) -> Instances:
+    return Instances(Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)), torch.tensor(labels, dtype=torch.int64), size)
+
+
+def test_yolo_assigns_each_box_to_the_best_anchor_over_all_maps_at_its_centre_cell():
+    head = yolo_head()
+    # 38 x 42 centred at (20, 44): closest in shape to [40, 40] (map p4, anchor 0), cell (2, 1)
+    # 18 x 11 centred at (45, 13): [20, 12] (map p3, anchor 1), cell (1, 5)
+    assigned = head.assign(torch.tensor([[1.0, 23.0, 39.0, 65.0], [36.0, 7.5, 54.0, 18.5]]), [(8, 8), (4, 4)])
+    assert assigned == [(1, 0, 2, 1), (0, 1, 1, 5)]
+
+
+def test_yolo_decodes_zero_outputs_to_the_anchor_at_the_cell_centre():
+    head = yolo_head()
+    raw = torch.zeros(1, 2, 4, 4, 7)
+    boxes = head.decode(raw, level=1)  # stride 16, anchors [40, 40] and [30, 60]
+    assert boxes[0, 1, 2, 3].tolist() == [3.5 * 16 - 15, 2.5 * 16 - 30, 3.5 * 16 + 15, 2.5 * 16 + 30]
+
+
+def test_yolo_empty_ground_truth_gives_zero_box_and_class_loss_but_objectness_loss():
+    losses = yolo_head().loss(features(), [instances([], [])], (64, 64))
+    assert losses["loss_box"].item() == 0 and losses["loss_cls"].item() == 0
+    assert losses["loss_obj"].item() > 0
+    sum(losses.values()).backward()  # still a graph
+
+
+@pytest.mark.parametrize("box_loss", ["ciou", "giou", "xywh"])
+def test_yolo_box_loss_vanishes_when_the_prediction_is_the_box(box_loss):
+    head = yolo_head(box_loss=box_loss)
+    raw = torch.zeros(1, 7)  # anchor [20, 12] at cell (1, 5) of p3: centre (44, 12)
+    decoded = torch.tensor([[34.0, 6.0, 54.0, 18.0]])
+    where = torch.tensor([[0, 1, 1, 5]])
+    assert head._box_loss(raw, decoded, decoded.clone(), where, (64, 64)).item() == pytest.approx(0, abs=1e-6)
+    shifted = decoded + torch.tensor([[4.0, 0.0, 4.0, 0.0]])
+    assert head._box_loss(raw, decoded, shifted, where, (64, 64)).item() > 0
+
+
+def test_yolo_ignore_threshold_silences_good_unassigned_boxes():
+    gt = [instances([[10, 10, 50, 50]], [1])]
+    silent = yolo_head(ignore_threshold=0.0).loss(features(), gt, (64, 64))["loss_obj"]
+    counted = yolo_head(ignore_threshold=1.0).loss(features(), gt, (64, 64))["loss_obj"]
+    assert silent < counted
+
+
+def test_yolo_needs_anchors_for_every_map():
+    with pytest.raises(ConfigError, match="anchors for 1 maps"):
+        YoloHead(SHAPES, 64, ["p3", "p4"], num_classes=2, anchors=ANCHORS[:1])
+
+
+def ssd_head() -> SSDHead:
+    return SSDHead(SHAPES, 64, ["p3", "p4"], num_classes=2, aspect_ratios=[[2], [2]], min_scale=0.2, max_scale=0.6)
+
+
+def test_ssd_empty_ground_truth_gives_zero_box_loss_and_classification_loss():
+    losses = ssd_head().loss(features(), [instances([], [])], (64, 64))
+    assert losses["loss_box"].item() == 0
+    assert losses["loss_cls"].item() > 0
+
+
+def test_ssd_every_object_gets_a_positive_and_negatives_are_three_per_positive(monkeypatch):
+    from detseg.models.heads import ssd
+
+    seen = {}
+    original = ssd.hard_negative_mining
+
+    def spy(background_loss, positive, ratio, min_negatives):
+        kept = original(background_loss, positive, ratio, min_negatives)
+        seen.update(positive=positive, kept=kept)
+        return kept
+
+    monkeypatch.setattr(ssd, "hard_negative_mining", spy)
+    # a tiny box no default box reaches with IoU 0.5 still gets its best one
+    ssd_head().loss(features(), [instances([[30, 30, 34, 33], [0, 0, 40, 40]], [0, 1])], (64, 64))
+    num_positive = int(seen["positive"].sum())
+    assert num_positive >= 2
+    assert int(seen["kept"].sum()) == 3 * num_positive
+
+
+SMOKE = {
+    "yolo": "configs/model/yolo_tiny.yaml",
+    "ssd": "configs/model/ssd_tiny.yaml",
+}
+
+
+@pytest.mark.parametrize("family", SMOKE)
+def test_two_iterations_and_predictions_in_original_coordinates(family):
+    from detseg.data import ShapesDataset
+
+    torch.manual_seed(0)
+    node = OmegaConf.load(SMOKE[family])
+    node.head.score_threshold = 0.0  # untrained scores are low; boxes must still come out
+    model = build_model(node)
+    dataset = ShapesDataset(num_images=2, image_size=96)
+    samples = [dataset[0], dataset[1]]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(2):
+        losses = model.loss(samples)
+        assert all(math.isfinite(v.item()) for v in losses.values())
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    (pred,) = model.eval().predict(samples[:1])
+    assert pred.image_size == (96, 96) and len(pred) > 0
+    assert pred.boxes.tensor.min() >= 0 and pred.boxes.tensor.max() <= 96
+
+
+def test_pan_keeps_names_strides_and_channels():
+    from detseg.models.necks.pan import PAN
+
+    shape = {"c3": FeatureSpec(16, 8), "c4": FeatureSpec(32, 16), "c5": FeatureSpec(64, 32)}
+    pan = PAN(shape, ["c3", "c4", "c5"], out_channels=24)
+    out = pan({"c3": torch.randn(1, 16, 12, 12), "c4": torch.randn(1, 32, 6, 6), "c5": torch.randn(1, 64, 3, 3)})
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"p3": (1, 24, 12, 12), "p4": (1, 24, 6, 6), "p5": (1, 24, 3, 3)}
+    assert pan.output_shape() == {"p3": FeatureSpec(24, 8), "p4": FeatureSpec(24, 16), "p5": FeatureSpec(24, 32)}
