@@ -105,10 +105,12 @@ MINI = ROOT / "datasets"
 DATA_OVERRIDES = {
     "coco": [f"data.{split}.dataset.{key}={value}" for split in ("train", "val") for key, value in (
         ("ann_file", MINI / "shapes_coco_mini/annotations/instances_val.json"),
-        ("image_dir", MINI / "shapes_coco_mini/val"))] + ["model.roi_head.num_classes=3"],
+        ("image_dir", MINI / "shapes_coco_mini/val"))],
     "voc": [f"data.data_root={MINI / 'shapes_voc_mini'}", "data.train.dataset.split=val",
             "data.val.dataset.split=val"],
 }
+NUM_CLASSES_KEY = {"rcnn": "model.num_classes", "unet": "model.num_classes", "yolo": "model.head.num_classes",
+                   "ssd": "model.head.num_classes"}  # the others: model.roi_head.num_classes
 
 
 EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
@@ -117,17 +119,13 @@ EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_model_configs_build_their_data_evaluator_and_model(path):
-    overrides = DATA_OVERRIDES.get(path.stem, [])
-    if path.parent.name in ("faster_rcnn", "fast_rcnn") and path.stem == "voc":
-        overrides = [*overrides, "model.roi_head.num_classes=3"]
-    if path.parent.name == "rcnn":  # its class count sits on the model, not on a RoI head
-        overrides = [o.replace("model.roi_head.num_classes", "model.num_classes") for o in overrides]
-        if path.stem == "voc":
-            overrides.append("model.num_classes=3")
+    data = next((kind for kind in DATA_OVERRIDES if path.stem.endswith(kind)), None)
+    overrides = list(DATA_OVERRIDES.get(data, []))
+    if data is not None:  # the mini sets have 3 classes (the segmenter counts background)
+        num_classes = 4 if path.parent.name == "unet" else 3
+        overrides.append(f"{NUM_CLASSES_KEY.get(path.parent.name, 'model.roi_head.num_classes')}={num_classes}")
     if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
         overrides += ["data.train.proposals=null", "data.val.proposals=null"]
-    if path.parent.name == "unet" and path.stem == "voc":
-        overrides = [*overrides, "model.num_classes=4"]
     from detseg.experiment import build_model_for
 
     cfg = load_experiment(path, overrides)

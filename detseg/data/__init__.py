@@ -15,6 +15,7 @@ from detseg.data.loader import (
 from detseg.data.record import ImageRecord
 from detseg.data.seg_folder import SegFolderDataset
 from detseg.data.shapes import ShapesDataset
+from detseg.data.ssd_augment import MinIoURandomCrop
 from detseg.data.transforms import TransformPipeline, build_transforms
 from detseg.data.voc import VocDataset
 

@@ -37,6 +37,7 @@ for _name, _cls in {
     "center_crop": A.CenterCrop,
     "random_resized_crop": A.RandomResizedCrop,
     "random_sized_bbox_safe_crop": A.RandomSizedBBoxSafeCrop,
+    "crop_and_pad": A.CropAndPad,
     "color_jitter": A.ColorJitter,
     "random_brightness_contrast": A.RandomBrightnessContrast,
     "hue_saturation_value": A.HueSaturationValue,

@@ -140,3 +140,19 @@ def test_pan_keeps_names_strides_and_channels():
     out = pan({"c3": torch.randn(1, 16, 12, 12), "c4": torch.randn(1, 32, 6, 6), "c5": torch.randn(1, 64, 3, 3)})
     assert {k: tuple(v.shape) for k, v in out.items()} == {"p3": (1, 24, 12, 12), "p4": (1, 24, 6, 6), "p5": (1, 24, 3, 3)}
     assert pan.output_shape() == {"p3": FeatureSpec(24, 8), "p4": FeatureSpec(24, 16), "p5": FeatureSpec(24, 32)}
+
+
+def test_ssd300_vgg16_has_torchvisions_maps_and_parameter_count():
+    from torchvision.models.detection import ssd300_vgg16
+
+    from detseg.models.backbones.ssd_vgg import SSDVGG16
+
+    ours = SSDVGG16().eval()
+    with torch.no_grad():
+        maps = ours(torch.zeros(1, 3, 300, 300))
+    assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == {
+        "conv4_3": (512, 38, 38), "fc7": (1024, 19, 19), "conv8_2": (512, 10, 10),
+        "conv9_2": (256, 5, 5), "conv10_2": (256, 3, 3), "conv11_2": (256, 1, 1)}
+    reference = ssd300_vgg16(weights=None, weights_backbone=None).backbone
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ours) == count(reference)

@@ -1,10 +1,11 @@
 """Backbones: ``forward(x) -> dict[name, Tensor]`` and ``output_shape()``."""
 
 from detseg.models.backbones.base import Backbone, FeatureSpec
+from detseg.models.backbones.ssd_vgg import SSDVGG16
 from detseg.models.backbones.tiny import TinyConvNet
 from detseg.models.backbones.torchvision_models import TorchvisionBackbone
 from detseg.registry import BACKBONES
 
 BACKBONES.base = Backbone
 
-__all__ = ["Backbone", "FeatureSpec", "TinyConvNet", "TorchvisionBackbone"]
+__all__ = ["Backbone", "FeatureSpec", "SSDVGG16", "TinyConvNet", "TorchvisionBackbone"]
