@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 
-from rcnn_family import ensure_trained, measure, median_ms, run_dir_of  # noqa: E402
+from rcnn_family import ensure_trained, measure, median_ms, run_dir_of
 
 FAMILY = {
     "YOLO v1": "configs/yolo/v1_shapes.yaml",

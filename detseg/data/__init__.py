@@ -25,6 +25,7 @@ __all__ = [
     "DetectionDataset",
     "ImageRecord",
     "LoaderConfig",
+    "MinIoURandomCrop",
     "SegFolderDataset",
     "ShapesDataset",
     "TransformPipeline",

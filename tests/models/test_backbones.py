@@ -12,13 +12,16 @@ from detseg.registry import BACKBONES
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_output_shape_matches_real_outputs(name):
     backbone = build({"name": name}, BACKBONES, "backbone").eval()
+    fixed = getattr(backbone, "min_input_size", None)  # SSD300's VGG: nominal strides, valid convs
+    height, width = (fixed, fixed) if fixed else (64, 96)
     with torch.no_grad():
-        features = backbone(torch.zeros(1, 3, 64, 96))
+        features = backbone(torch.zeros(1, 3, height, width))
     shape = backbone.output_shape()
     assert list(features) == list(shape)
     for key, f in features.items():
         assert f.shape[1] == shape[key].channels
-        assert (64 // shape[key].stride, 96 // shape[key].stride) == tuple(f.shape[-2:])
+        if not fixed:
+            assert (64 // shape[key].stride, 96 // shape[key].stride) == tuple(f.shape[-2:])
     assert backbone.size_divisibility == max(s.stride for s in shape.values())
 
 
@@ -74,3 +77,9 @@ def test_frozen_batch_norm_matches_torchvision_and_eval_batch_norm():
     assert isinstance(ours, FrozenBatchNorm2d) and not list(ours.parameters())
     assert torch.allclose(ours(x), reference(x), atol=1e-5)
     assert torch.allclose(ours(x), bn.eval()(x), atol=1e-5)
+
+
+def test_ssd300_vgg16_names_the_input_size_it_needs():
+    backbone = build({"name": "ssd300_vgg16"}, BACKBONES, "backbone")
+    with pytest.raises(ValueError, match=r"at least 300 x 300.*model.input_size.*\(64, 96\)"):
+        backbone(torch.zeros(1, 3, 64, 96))

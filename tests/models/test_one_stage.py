@@ -154,5 +154,4 @@ def test_ssd300_vgg16_has_torchvisions_maps_and_parameter_count():
         "conv4_3": (512, 38, 38), "fc7": (1024, 19, 19), "conv8_2": (512, 10, 10),
         "conv9_2": (256, 5, 5), "conv10_2": (256, 3, 3), "conv11_2": (256, 1, 1)}
     reference = ssd300_vgg16(weights=None, weights_backbone=None).backbone
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(ours) == count(reference)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())

@@ -8,4 +8,4 @@ from detseg.registry import BACKBONES
 
 BACKBONES.base = Backbone
 
-__all__ = ["Backbone", "FeatureSpec", "SSDVGG16", "TinyConvNet", "TorchvisionBackbone"]
+__all__ = ["SSDVGG16", "Backbone", "FeatureSpec", "TinyConvNet", "TorchvisionBackbone"]

@@ -50,6 +50,7 @@ class SSDVGG16(Backbone):
     implementation's steps); SSD's default boxes follow the actual map sizes.
     """
 
+    min_input_size = 300  # the last two extra layers are unpadded 3x3 convolutions
     NAMES = ("conv4_3", "fc7", "conv8_2", "conv9_2", "conv10_2", "conv11_2")
     CHANNELS = (512, 1024, 512, 256, 256, 256)
     STRIDES = (8, 16, 32, 64, 100, 300)
@@ -89,6 +90,9 @@ class SSDVGG16(Backbone):
         return {name: self._shape[name] for name in self.out_features}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(f"ssd300_vgg16 needs inputs of at least {self.min_input_size} x {self.min_input_size} "
+                             f"(set model.input_size), got {tuple(x.shape[-2:])}")
         x = self.conv4_3(x)
         maps = [self.l2norm(x)]
         x = self.fc7(x)
