@@ -68,9 +68,11 @@ def test_yolo_ignore_threshold_silences_good_unassigned_boxes():
     assert silent < counted
 
 
-def test_yolo_needs_anchors_for_every_map():
+def test_yolo_needs_anchors_for_every_map_as_width_height_pairs():
     with pytest.raises(ConfigError, match="anchors for 1 maps"):
         YoloHead(SHAPES, 64, ["p3", "p4"], num_classes=2, anchors=ANCHORS[:1])
+    with pytest.raises(ConfigError, match=r"\[width, height\] pairs.*\[10, 10, 20\]"):
+        YoloHead(SHAPES, 64, ["p3", "p4"], num_classes=2, anchors=[[[10, 10, 20]], ANCHORS[1]])
 
 
 def ssd_head() -> SSDHead:

@@ -105,7 +105,11 @@ class YoloHead(nn.Module):
         self.in_features = list(in_features)
         self.strides = [specs[n].stride for n in in_features]
         self.num_classes = num_classes
-        self.anchors = [torch.tensor(level, dtype=torch.float32).reshape(-1, 2) for level in anchors]
+        for level in anchors:
+            if not level or any(len(a) != 2 or min(a) <= 0 for a in level):
+                raise ConfigError(f"yolo head: anchors must be, per map, a list of [width, height] pairs of "
+                                  f"positive pixels, got {list(level)} (tools/anchors.py writes them)")
+        self.anchors = [torch.tensor(level, dtype=torch.float32) for level in anchors]
         self.input_size = model_input_size
         self.box_loss, self.class_loss = box_loss, class_loss
         self.ignore_threshold = ignore_threshold
