@@ -33,7 +33,7 @@ from detseg.registry import Registry, did_you_mean
 
 PROJECT_CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 
-SUPPLIED_BY_CALLER = frozenset({"dataset", "transforms", "input_shape", "model_input_size"})
+SUPPLIED_BY_CALLER = frozenset({"dataset", "transforms", "input_shape", "model_input_size", "model_num_classes"})
 """Builder parameters that code passes in (a data set to an evaluator, the transform
 pipeline to a data set, the feature shapes and input side a neck or head is built for); a config node
 never sets them and validation does not ask."""

@@ -50,6 +50,12 @@ class Backbone(nn.Module):
     def output_shape(self) -> dict[str, FeatureSpec]:
         raise NotImplementedError
 
+    def forward_with_indices(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Features and, per pooled map, its max-pooling argmax indices (for max un-pooling).
+        Only encoders built from max-pooling have them."""
+        raise ConfigError(f"backbone {type(self).__name__} has no max-pooling indices; un-pooling needs an "
+                          f"encoder with max-pooling (tiny_vgg)")
+
     @property
     def size_divisibility(self) -> int:
         """Inputs padded to a multiple of this keep every feature map aligned."""

@@ -38,6 +38,11 @@ VGG16_STAGES = {  # outputs before each max pool: conv5 is VGG's conv5_3 at stri
 }
 
 
+DILATION_FOR_OUTPUT_STRIDE = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
+"""ResNet layer2..4 strides replaced by dilation (DeepLab): the last map at stride 8 or 16
+with the same receptive field growth."""
+
+
 class TorchvisionBackbone(Backbone):
     """Stages cut out of a torchvision classification model.
 
@@ -103,8 +108,15 @@ def _register(name: str, stages: dict[str, list[str]]) -> None:
         frozen_bn: bool = False,
         pretrained: str | None = None,
         replace_stride_with_dilation: list[bool] | None = None,
+        output_stride: int | None = None,
     ) -> TorchvisionBackbone:
         extra = {}
+        if output_stride is not None:
+            if name not in ("resnet50", "resnet101") or output_stride not in DILATION_FOR_OUTPUT_STRIDE:
+                raise ConfigError(f"backbone '{name}': output_stride {output_stride} is not available; resnet50 "
+                                  f"and resnet101 take {sorted(DILATION_FOR_OUTPUT_STRIDE)} (torchvision's "
+                                  f"basic-block ResNets cannot dilate)")
+            replace_stride_with_dilation = DILATION_FOR_OUTPUT_STRIDE[output_stride]
         if replace_stride_with_dilation is not None:
             extra["replace_stride_with_dilation"] = replace_stride_with_dilation
         return TorchvisionBackbone(name, stages, out_features, frozen_stages, frozen_bn, pretrained, **extra)
