@@ -24,8 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
+
+from rcnn_family import median_ms
 
 RUNS = {  # name: (config, overrides, run directory)
     "FCN-32s (transposed)": ("configs/fcn/fcn32s_shapes.yaml", [], "runs/fcn/fcn32s_shapes"),
@@ -36,16 +39,6 @@ RUNS = {  # name: (config, overrides, run directory)
     "FC-DenseNet56": ("configs/tiramisu/fcdensenet56_shapes.yaml", [], "runs/tiramisu/fcdensenet56_shapes"),
     "U-Net": ("configs/unet/shapes.yaml", [], "runs/unet/shapes"),
 }
-
-
-def median_ms(fn, items) -> float:
-    fn(items[0])  # warm-up
-    timings = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        timings.append(time.perf_counter() - start)
-    return 1000 * sorted(timings)[len(timings) // 2]
 
 
 def measure(config: str, overrides: list[str], run_dir: Path, images: int) -> dict[str, float]:
