@@ -67,17 +67,26 @@ def ensure_trained(config: str) -> Path:
     return run_dir
 
 
-def measure(config: str, run_dir: Path, images: int) -> dict[str, float]:
-    import torch
-
+def load_run(config: str, run_dir: Path, overrides: list[str] | tuple = ()):
+    """``(model in eval mode with the run's best.pt, validation data set, final metrics,
+    training minutes)`` of a finished run."""
     from detseg.engine.checkpoint import load_checkpoint, load_model_state
     from detseg.experiment import build_model_for, build_split, load_experiment
 
-    cfg = load_experiment(ROOT / config)
+    cfg = load_experiment(ROOT / config, overrides)
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset)
     load_model_state(model, load_checkpoint(run_dir / "best.pt")["model"], str(run_dir / "best.pt"))
-    model.eval()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    seconds = [json.loads(line)["seconds"] for line in lines if '"seconds"' in line]
+    return model.eval(), dataset, metrics, seconds[-1] / 60 if seconds else float("nan")
+
+
+def measure(config: str, run_dir: Path, images: int) -> dict[str, float]:
+    import torch
+
+    model, dataset, metrics, minutes = load_run(config, run_dir)
     samples = [dataset[i] for i in range(images)]
     with torch.no_grad():
         result = {"ms_per_image": median_ms(lambda s: model.predict([s]), samples)}
@@ -92,10 +101,7 @@ def measure(config: str, run_dir: Path, images: int) -> dict[str, float]:
 
         search = SelectiveSearch()
         result["proposal_ms"] = median_ms(lambda s: search(s.image.permute(1, 2, 0).contiguous().numpy()), samples)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    seconds = [json.loads(line)["seconds"] for line in lines if '"seconds"' in line]
-    result.update(AP50=metrics["AP50"], AP=metrics["AP"], train_minutes=seconds[-1] / 60 if seconds else float("nan"))
+    result.update(AP50=metrics["AP50"], AP=metrics["AP"], train_minutes=minutes)
     if "mask_AP50" in metrics:
         result.update(mask_AP50=metrics["mask_AP50"], mask_AP=metrics["mask_AP"])
     return result

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 
-from rcnn_family import median_ms
+from rcnn_family import load_run, median_ms
 
 RUNS = {  # name: (config, overrides, run directory)
     "FCN-32s (transposed)": ("configs/fcn/fcn32s_shapes.yaml", [], "runs/fcn/fcn32s_shapes"),
@@ -44,22 +44,11 @@ RUNS = {  # name: (config, overrides, run directory)
 def measure(config: str, overrides: list[str], run_dir: Path, images: int) -> dict[str, float]:
     import torch
 
-    from detseg.engine.checkpoint import load_checkpoint, load_model_state
-    from detseg.experiment import build_model_for, build_split, load_experiment
-
-    cfg = load_experiment(ROOT / config, overrides)
-    dataset = build_split(cfg, "val")
-    model = build_model_for(cfg, dataset)
-    load_model_state(model, load_checkpoint(run_dir / "best.pt")["model"], str(run_dir / "best.pt"))
-    model.eval()
+    model, dataset, metrics, minutes = load_run(config, run_dir, overrides)
     samples = [dataset[i] for i in range(images)]
     with torch.no_grad():
         result = {"ms_per_image": median_ms(lambda s: model.predict([s]), samples)}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    seconds = [json.loads(line)["seconds"] for line in lines if '"seconds"' in line]
-    result.update(mIoU=metrics["mIoU"], mDice=metrics["mDice"], pixel_acc=metrics["pixel_acc"],
-                  train_minutes=seconds[-1] / 60 if seconds else float("nan"))
+    result.update(mIoU=metrics["mIoU"], mDice=metrics["mDice"], pixel_acc=metrics["pixel_acc"], train_minutes=minutes)
     return result
 
 
