@@ -20,7 +20,6 @@ torchvision's ``ssd300_vgg16``, in one run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 
-from rcnn_family import ensure_trained, measure, run_dir_of
+from rcnn_family import measure_family
 
 FAMILY = {
     "YOLO v1": "configs/yolo/v1_shapes.yaml",
@@ -81,14 +80,7 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1")
-    rows = {}
-    for name, config in FAMILY.items():
-        run_dir = ensure_trained(config) if args.train else run_dir_of(config)
-        if not (run_dir / "best.pt").is_file():
-            print(f"{name}: no run in {run_dir}; train it (python tools/train.py {config}) or pass --train")
-            continue
-        rows[name] = measure(config, run_dir, args.images)
-        print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
+    rows = measure_family(FAMILY, args.train, args.images)
 
     print(f"\n| detector | box mAP@0.5 | box mAP | train time (min) | ms/image ({args.images} images) | vs Faster R-CNN |")
     print("|---|---|---|---|---|---|")

@@ -107,6 +107,20 @@ def measure(config: str, run_dir: Path, images: int) -> dict[str, float]:
     return result
 
 
+def measure_family(family: dict[str, str], train: bool, images: int) -> dict[str, dict[str, float]]:
+    """:func:`measure` for each ``{name: config}`` with a finished run (``train``: train the
+    missing ones first), printing each row as it comes."""
+    rows = {}
+    for name, config in family.items():
+        run_dir = ensure_trained(config) if train else run_dir_of(config)
+        if not (run_dir / "best.pt").is_file():
+            print(f"{name}: no run in {run_dir}; train it (python tools/train.py {config}) or pass --train")
+            continue
+        rows[name] = measure(config, run_dir, images)
+        print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="train the runs that are missing")
@@ -115,14 +129,7 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, batch 1")
-    rows = {}
-    for name, config in FAMILY.items():
-        run_dir = ensure_trained(config) if args.train else run_dir_of(config)
-        if not (run_dir / "best.pt").is_file():
-            print(f"{name}: no run in {run_dir}; train it (python tools/train.py {config}) or pass --train")
-            continue
-        rows[name] = measure(config, run_dir, args.images)
-        print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
+    rows = measure_family(FAMILY, args.train, args.images)
 
     print("\n| detector | box mAP@0.5 | box mAP | mask mAP@0.5 | mask mAP | train time (min) | ms/image |")
     print("|---|---|---|---|---|---|---|")
