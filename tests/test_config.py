@@ -109,8 +109,29 @@ DATA_OVERRIDES = {
     "voc": [f"data.data_root={MINI / 'shapes_voc_mini'}", "data.train.dataset.split=val",
             "data.val.dataset.split=val"],
 }
-NUM_CLASSES_KEY = {"rcnn": "model.num_classes", "unet": "model.num_classes", "yolo": "model.head.num_classes",
+NUM_CLASSES_KEY = {"rcnn": "model.num_classes", "unet": "model.num_classes", "fcn": "model.num_classes",
+                   "tiramisu": "model.num_classes", "yolo": "model.head.num_classes",
                    "ssd": "model.head.num_classes"}  # the others: model.roi_head.num_classes
+SEGMENTERS = ("unet", "fcn", "tiramisu")
+CAMVID_CLASSES = 11
+
+
+@pytest.fixture(scope="module")
+def camvid_root(tmp_path_factory):
+    """A CamVid-style folder: train/ + trainannot/ etc., labels 0..10 and void 11."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        (root / split).mkdir()
+        (root / f"{split}annot").mkdir()
+        for i in range(4):
+            cv2.imwrite(str(root / split / f"f{i}.png"), rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+            cv2.imwrite(str(root / f"{split}annot" / f"f{i}.png"),
+                        rng.integers(0, CAMVID_CLASSES + 1, (24, 32), dtype=np.uint8))
+    return root
 
 
 EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
@@ -118,11 +139,13 @@ EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_model_configs_build_their_data_evaluator_and_model(path):
+def test_model_configs_build_their_data_evaluator_and_model(path, camvid_root):
     data = next((kind for kind in DATA_OVERRIDES if path.stem.endswith(kind)), None)
     overrides = list(DATA_OVERRIDES.get(data, []))
+    if path.stem.endswith("camvid"):
+        overrides.append(f"data.data_root={camvid_root}")
     if data is not None:  # the mini sets have 3 classes (the segmenter counts background)
-        num_classes = 4 if path.parent.name == "unet" else 3
+        num_classes = 4 if path.parent.name in SEGMENTERS else 3
         overrides.append(f"{NUM_CLASSES_KEY.get(path.parent.name, 'model.roi_head.num_classes')}={num_classes}")
     if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
         overrides += ["data.train.proposals=null", "data.val.proposals=null"]

@@ -38,10 +38,11 @@ class LoaderConfig:
 class DataConfig:
     """The ``data`` section: a loader per split; any of them may be absent.
 
-    ``data_root`` is a place for a path that split nodes share by interpolation,
-    e.g. ``root: ${data.data_root}``."""
+    ``data_root`` and ``class_names`` are places for a path and a class list that split
+    nodes share by interpolation, e.g. ``root: ${data.data_root}``."""
 
     data_root: str | None = None
+    class_names: list[str] | None = None
     train: LoaderConfig | None = None
     val: LoaderConfig | None = None
     test: LoaderConfig | None = None

@@ -83,3 +83,23 @@ def test_ssd300_vgg16_names_the_input_size_it_needs():
     backbone = build({"name": "ssd300_vgg16"}, BACKBONES, "backbone")
     with pytest.raises(ValueError, match=r"at least 300 x 300.*model.input_size.*\(64, 96\)"):
         backbone(torch.zeros(1, 3, 64, 96))
+
+
+def test_vgg16_fcn_fc_layers_as_convolutions_equal_the_classifier(tmp_path):
+    """At 224 px, pool5 is 7x7: the 7x7 fc6 convolution centred on it sees the whole map, so
+    the centre cell of fc7 equals torchvision's classifier up to fc7 (after ReLU)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg16(weights=None).eval()
+    weights = tmp_path / "vgg16.pth"
+    torch.save(reference.state_dict(), weights)
+    backbone = build({"name": "vgg16_fcn", "pretrained": str(weights)}, BACKBONES, "backbone").eval()
+    image = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        features = backbone(image)
+        expected = reference.classifier[:5](torch.flatten(reference.avgpool(reference.features(image)), 1))
+    assert features["pool5"].shape[-2:] == (7, 7) and features["fc7"].shape[-2:] == (7, 7)
+    torch.testing.assert_close(features["fc7"][0, :, 3, 3], expected[0], rtol=1e-4, atol=1e-4)
+    assert {name: s.stride for name, s in backbone.output_shape().items()} == {
+        "pool1": 2, "pool2": 4, "pool3": 8, "pool4": 16, "pool5": 32, "fc7": 32}

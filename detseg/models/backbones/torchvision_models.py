@@ -6,7 +6,7 @@ strides are measured by one dummy forward pass at construction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torchvision
@@ -37,6 +37,34 @@ VGG16_STAGES = {  # outputs before each max pool: conv5 is VGG's conv5_3 at stri
     "conv5": [f"features.{i}" for i in range(23, 30)],
 }
 
+VGG16_FCN_STAGES = {  # FCN's layout: the pooled maps (strides 2..32) and fc6/fc7 as convolutions
+    "pool1": [f"features.{i}" for i in range(5)],
+    "pool2": [f"features.{i}" for i in range(5, 10)],
+    "pool3": [f"features.{i}" for i in range(10, 17)],
+    "pool4": [f"features.{i}" for i in range(17, 24)],
+    "pool5": [f"features.{i}" for i in range(24, 31)],
+    "fc7": ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7"],
+}
+
+
+def fully_convolutional_vgg(model: nn.Module) -> None:
+    """Give a torchvision VGG its classifier as convolutions (Long et al. 2015), in place.
+
+    A fully connected layer on a flattened ``C x 7 x 7`` map is a 7x7 convolution with the
+    same weights, so ``fc6`` (25088 -> 4096) becomes a 7x7 convolution on pool5, padded by 3
+    so that the map keeps its size, and ``fc7`` a 1x1. Pretrained weights carry over.
+    """
+    fc6, fc7 = model.classifier[0], model.classifier[3]
+    conv6 = nn.Conv2d(512, fc6.out_features, 7, padding=3)
+    conv7 = nn.Conv2d(fc7.in_features, fc7.out_features, 1)
+    with torch.no_grad():
+        conv6.weight.copy_(fc6.weight.view(fc6.out_features, 512, 7, 7))
+        conv6.bias.copy_(fc6.bias)
+        conv7.weight.copy_(fc7.weight[:, :, None, None])
+        conv7.bias.copy_(fc7.bias)
+    model.fc6, model.relu6, model.drop6 = conv6, nn.ReLU(inplace=True), nn.Dropout2d(model.classifier[2].p)
+    model.fc7, model.relu7, model.drop7 = conv7, nn.ReLU(inplace=True), nn.Dropout2d(model.classifier[5].p)
+
 
 DILATION_FOR_OUTPUT_STRIDE = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
 """ResNet layer2..4 strides replaced by dilation (DeepLab): the last map at stride 8 or 16
@@ -53,6 +81,7 @@ class TorchvisionBackbone(Backbone):
         frozen_stages: freeze the parameters of the first ``k`` stages.
         frozen_bn: replace BatchNorm by FrozenBatchNorm (statistics and affine fixed).
         pretrained: a local state-dict file for the full torchvision model.
+        convert: changes the model in place after the weights are loaded (e.g. adds layers).
         model_kwargs: extra constructor arguments (e.g. ``replace_stride_with_dilation``).
     """
 
@@ -64,12 +93,15 @@ class TorchvisionBackbone(Backbone):
         frozen_stages: int = 0,
         frozen_bn: bool = False,
         pretrained: str | None = None,
+        convert: Callable[[nn.Module], None] | None = None,
         **model_kwargs,
     ) -> None:
         super().__init__()
         model = getattr(torchvision.models, arch)(weights=None, **model_kwargs)
         if pretrained:
             load_pretrained(model, pretrained, arch)
+        if convert is not None:
+            convert(model)
         if frozen_bn:
             model = freeze_batch_norm(model)
         self.stages = nn.ModuleDict(
@@ -101,7 +133,10 @@ class TorchvisionBackbone(Backbone):
         return features_of(self.stages, x, self.out_features)
 
 
-def _register(name: str, stages: dict[str, list[str]]) -> None:
+def _register(name: str, stages: dict[str, list[str]], arch: str | None = None,
+              convert: Callable[[nn.Module], None] | None = None) -> None:
+    arch = arch or name
+
     def build(
         out_features: list[str] | None = None,
         frozen_stages: int = 0,
@@ -119,10 +154,10 @@ def _register(name: str, stages: dict[str, list[str]]) -> None:
             replace_stride_with_dilation = DILATION_FOR_OUTPUT_STRIDE[output_stride]
         if replace_stride_with_dilation is not None:
             extra["replace_stride_with_dilation"] = replace_stride_with_dilation
-        return TorchvisionBackbone(name, stages, out_features, frozen_stages, frozen_bn, pretrained, **extra)
+        return TorchvisionBackbone(arch, stages, out_features, frozen_stages, frozen_bn, pretrained, convert, **extra)
 
     build.__name__ = name
-    build.__doc__ = f"torchvision's {name}; stages {list(stages)}."
+    build.__doc__ = f"torchvision's {arch}{' (fully convolutional)' if convert else ''}; stages {list(stages)}."
     BACKBONES.register(name, build)
 
 
@@ -136,3 +171,4 @@ _register("vgg16_bn", {  # the BN variant has a BatchNorm after every conv
     "conv4": [f"features.{i}" for i in range(23, 33)],
     "conv5": [f"features.{i}" for i in range(33, 43)],
 })
+_register("vgg16_fcn", VGG16_FCN_STAGES, arch="vgg16", convert=fully_convolutional_vgg)
