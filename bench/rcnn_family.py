@@ -70,13 +70,13 @@ def ensure_trained(config: str) -> Path:
 def load_run(config: str, run_dir: Path, overrides: list[str] | tuple = ()):
     """``(model in eval mode with the run's best.pt, validation data set, final metrics,
     training minutes)`` of a finished run."""
-    from detseg.engine.checkpoint import load_checkpoint, load_model_state
+    from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
     from detseg.experiment import build_model_for, build_split, load_experiment
 
     cfg = load_experiment(ROOT / config, overrides)
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset)
-    load_model_state(model, load_checkpoint(run_dir / "best.pt")["model"], str(run_dir / "best.pt"))
+    load_model_state(model, inference_weights(load_checkpoint(run_dir / "best.pt")), str(run_dir / "best.pt"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     seconds = [json.loads(line)["seconds"] for line in lines if '"seconds"' in line]

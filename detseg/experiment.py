@@ -108,8 +108,13 @@ def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None):
 
 
 def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress: bool = True,
-                      stop_at: int | None = None) -> tuple[Path, dict[str, float]]:
-    """Train the experiment at ``path``; returns the run directory and final metrics."""
+                      stop_at: int | None = None, dry_run: bool = False) -> tuple[Path, dict[str, float]]:
+    """Train the experiment at ``path``; returns the run directory and final metrics.
+
+    ``dry_run`` builds data, evaluator and model and runs one training iteration in a
+    temporary directory (deleted after), to catch config and data errors in seconds."""
+    import tempfile
+
     from detseg.data import LoaderConfig
     from detseg.engine.trainer import (
         Trainer,
@@ -123,10 +128,9 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     if cfg.get("train") is None:
         raise ConfigError(f"{path}: no train section")
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(path)
-    if not cfg.resume and (run_dir / "last.pt").exists():
+    if not dry_run and not cfg.resume and (run_dir / "last.pt").exists():
         raise TrainingError(f"{run_dir} already holds a run (last.pt); continue it with resume=true, "
                             f"or pick another output_dir=...")
-    print(f"run directory: {run_dir}")
     seed_everything(cfg.seed)
     train_set = build_split(cfg, "train")
     val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
@@ -135,7 +139,21 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     train_cfg = to_dataclass(TrainConfig, to_plain(cfg.train))
     loader = LoaderConfig(**to_plain(cfg.data.train))
     val_batch = cfg.data.val.batch_size if val_set is not None else 1
-    trainer = Trainer(model, train_cfg, train_set, loader, run_dir, select_device(cfg.device), cfg,
+    device = select_device(cfg.device)
+    if dry_run:
+        with tempfile.TemporaryDirectory(prefix="detseg-dry-run-") as scratch:
+            train_cfg.max_iters, train_cfg.eval_every = 1, 0
+            trainer = Trainer(model, train_cfg, train_set, loader, scratch, device, cfg, seed=cfg.seed,
+                              progress=False)
+            trainer.train()
+        parameters = sum(p.numel() for p in model.parameters())
+        print(f"dry run: {len(train_set)} training images, {len(val_set) if val_set is not None else 0} "
+              f"validation images, evaluator {cfg.evaluator.name if evaluator else 'none'}, model "
+              f"{cfg.model.name} ({parameters / 1e6:.2f}M parameters); one iteration, loss "
+              f"{trainer.history[-1]['loss']:.4f}. Nothing was written to {run_dir}.")
+        return run_dir, {}
+    print(f"run directory: {run_dir}")
+    trainer = Trainer(model, train_cfg, train_set, loader, run_dir, device, cfg,
                       val_set, evaluator, val_batch, seed=cfg.seed, progress=progress)
     if cfg.resume:
         trainer.resume()
@@ -154,8 +172,10 @@ def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
         if f.name not in values:
             continue
         value = values[f.name]
-        if dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict):
-            value = to_dataclass(hints[f.name], value)
+        options = typing.get_args(hints[f.name]) or (hints[f.name],)  # X | None -> (X, None)
+        section = next((t for t in options if dataclasses.is_dataclass(t)), None)
+        if section is not None and isinstance(value, dict):
+            value = to_dataclass(section, value)
         kwargs[f.name] = value
     return schema(**kwargs)
 
@@ -163,7 +183,7 @@ def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
 def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Sequence[str] = (),
                         progress: bool = True) -> dict[str, float]:
     """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides)."""
-    from detseg.engine.checkpoint import load_checkpoint, load_model_state
+    from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
     from detseg.engine.evaluate import evaluate
     from detseg.engine.trainer import select_device
 
@@ -172,7 +192,7 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     cfg = load_experiment(path, [*overrides, "~data.train"])
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset)
-    load_model_state(model, load_checkpoint(checkpoint)["model"], str(checkpoint))
+    load_model_state(model, inference_weights(load_checkpoint(checkpoint)), str(checkpoint))
     device = select_device(cfg.device)
     return evaluate(model.to(device), dataset, build_evaluator(cfg, dataset), device,
                     cfg.data.val.batch_size, progress=progress)

@@ -2,6 +2,8 @@
 
     python tools/train.py configs/faster_rcnn/shapes.yaml [key=value ...]
     python tools/train.py configs/faster_rcnn/shapes.yaml resume=true      # continue a killed run
+    python tools/train.py configs/faster_rcnn/shapes.yaml resume=true train.max_iters=4000  # extend it
+    python tools/train.py configs/faster_rcnn/shapes.yaml --dry-run        # build all, one iteration
 
 The run directory (default ``runs/<config path>``, printed at start) receives the resolved
 ``config.yaml``, ``last.pt`` / ``best.pt``, ``metrics.jsonl``, TensorBoard events and
@@ -24,12 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="experiment YAML")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build data, evaluator and model, run one iteration, write nothing")
     args = parser.parse_args(argv)
 
     from detseg.experiment import train_from_config
     from detseg.report import format_metrics, write_metrics_json
 
-    run_dir, metrics = train_from_config(args.config, args.overrides, progress=not args.no_progress)
+    run_dir, metrics = train_from_config(args.config, args.overrides, progress=not args.no_progress,
+                                         dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     if metrics:
         print(format_metrics(metrics, f"final evaluation ({run_dir})"))
         write_metrics_json(metrics, run_dir / "metrics.json")

@@ -59,3 +59,9 @@ def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> No
             f"unexpected keys: {show(unexpected)}; shape mismatches: {show(wrong_shape)}"
         )
     model.load_state_dict(state)
+
+
+def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint predicts with: the EMA of the weights when training kept one
+    (``train.ema``), else the trained weights."""
+    return state["ema"]["weights"] if "ema" in state else state["model"]

@@ -42,3 +42,24 @@ def evaluate(
             evaluator.update(predictions, [s.image_id for s in samples])
     model.train(was_training)
     return evaluator.compute()
+
+
+@torch.no_grad()
+def validation_loss(
+    model: torch.nn.Module,
+    dataset: DetectionDataset,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """The training loss terms on ``dataset``, averaged over batches, with the model in eval
+    mode (BatchNorm statistics and dropout as at inference), as ``val_loss`` / ``val_<term>``."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    for samples in loader:
+        losses = model.loss([s.to(device) for s in samples])
+        for key, value in {"loss": sum(losses.values()), **losses}.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    model.train(was_training)
+    return {f"val_{key}": value / max(len(loader), 1) for key, value in sums.items()}

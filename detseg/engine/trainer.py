@@ -24,7 +24,8 @@ from detseg.engine.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from detseg.engine.evaluate import evaluate
+from detseg.engine.ema import EMAConfig, ModelEMA
+from detseg.engine.evaluate import evaluate, validation_loss
 from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
 from detseg.engine.sampler import InfiniteSampler
 from detseg.errors import ConfigError, DetsegError
@@ -36,9 +37,20 @@ class TrainingError(DetsegError):
 
 @dataclass
 class TrainConfig:
-    """The ``train`` section. Iterations count optimizer steps of one batch each."""
+    """The ``train`` section. Iterations count optimizer steps; each step sums the gradients
+    of ``accumulate`` batches (losses divided by ``accumulate``), so it sees
+    ``batch_size x accumulate`` images.
+
+    ``ema``: keep an exponential moving average of the weights (:class:`EMAConfig`); it is
+    what evaluation, ``best.pt`` and inference use. ``patience``: stop after that many
+    evaluations without a better ``best_metric``. ``val_loss``: also log the loss on the
+    validation set at each evaluation (one more pass over it)."""
 
     max_iters: int = 1000
+    accumulate: int = 1
+    ema: EMAConfig | None = None
+    patience: int | None = None
+    val_loss: bool = False
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     clip_grad_norm: float | None = None
@@ -125,6 +137,11 @@ class Trainer:
         self.val_batch_size = val_batch_size
         self.seed = seed
         self.progress = progress
+        if cfg.accumulate < 1:
+            raise ConfigError(f"train.accumulate must be >= 1, got {cfg.accumulate}")
+        if cfg.patience is not None and not (cfg.best_metric and cfg.eval_every):
+            raise ConfigError("train.patience needs train.best_metric and train.eval_every: early stopping "
+                              "watches the metric at each evaluation")
         self.optimizer = build_optimizer(model, cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_iters)
         self.use_fp16 = cfg.amp and device.type == "cuda"
@@ -132,6 +149,9 @@ class Trainer:
         self.iteration = 0
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "iteration": None}
         self.history: list[dict[str, Any]] = []
+        self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema is not None else None
+        self.evals_since_best = 0
+        self.stopped_early = False
         segmentation = getattr(model, "task", "detection") == "segmentation"
         self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
 
@@ -146,6 +166,8 @@ class Trainer:
             "iteration": self.iteration,
             "rng": rng_state(),
             "best": self.best,
+            "evals_since_best": self.evals_since_best,
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "config": self.config,
             "meta": {"task": getattr(self.model, "task", "detection"), "class_names": self.class_names},
         }
@@ -163,15 +185,40 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = int(state["iteration"])
         self.best = state["best"]
+        self.evals_since_best = int(state.get("evals_since_best", 0))
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         print(f"resumed from {path} at iteration {self.iteration}")
+        self._follow_changed_schedule(state.get("config", {}).get("train", {}))
+
+    def _follow_changed_schedule(self, before: dict[str, Any]) -> None:
+        """A resumed run may extend ``max_iters`` or change the schedule or base LR: say
+        what changed and continue on the new schedule from the current iteration."""
+        now = to_plain(self.config).get("train", {})
+        keys = ("max_iters", "schedule", "optimizer")
+        changes = {k: (before.get(k), now.get(k)) for k in keys if k in before and before.get(k) != now.get(k)}
+        if not changes:
+            return
+        if self.cfg.max_iters < self.iteration:
+            raise TrainingError(f"train.max_iters={self.cfg.max_iters} is below the iteration this run has "
+                                f"reached ({self.iteration}); give a larger max_iters to continue it")
+        for key, (old, new) in changes.items():
+            print(f"resume: train.{key} changed from {old} to {new}")
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.cfg.optimizer.lr
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule, self.cfg.max_iters)
+        self.scheduler.last_epoch = self.iteration - 1
+        self.scheduler.step()  # sets the LR of the current iteration on the new schedule
+        print(f"resume: following the new schedule from iteration {self.iteration} "
+              f"(lr {self.optimizer.param_groups[0]['lr']:.3g})")
 
     # -- the loop -----------------------------------------------------------------------
 
     def _loader(self) -> DataLoader:
         batch_size = self.train_loader.batch_size
         sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
-                                  start=self.iteration * batch_size)
+                                  start=self.iteration * batch_size * self.cfg.accumulate)
         # A private generator: creating the loader must not draw from the global RNG, or a
         # resumed run would be one draw out of step with an uninterrupted one.
         return DataLoader(self.train_set, batch_size=batch_size, sampler=sampler,
@@ -198,9 +245,10 @@ class Trainer:
             self.model.train()
             batches = iter(self._loader())
             start_time = time.perf_counter()
-            while self.iteration < end:
-                samples = [s.to(self.device) for s in next(batches)]
-                losses = self._step(samples)
+            print(f"batch: {self.train_loader.batch_size} images x {self.cfg.accumulate} accumulated = "
+                  f"{self.train_loader.batch_size * self.cfg.accumulate} images per step; lr {self.cfg.optimizer.lr:g}")
+            while self.iteration < end and not self.stopped_early:
+                losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
                 bar.update(1)
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -217,7 +265,7 @@ class Trainer:
                 last = self.iteration == self.cfg.max_iters
                 if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0 and not last:
                     metrics = self._evaluate(log, writer)
-                if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == end:
+                if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == end or self.stopped_early:
                     save_checkpoint(self.state(), self.run_dir / "last.pt")
             if self.iteration == self.cfg.max_iters:
                 metrics = self._evaluate(log, writer)
@@ -228,33 +276,48 @@ class Trainer:
             writer.close()
         return metrics
 
-    def _step(self, samples) -> dict[str, float]:
+    def _step(self, batches: list[list]) -> dict[str, float]:
+        """One optimizer step on the summed gradients of ``batches`` (each loss divided by
+        their number); returns the mean loss terms."""
         autocast_dtype = torch.float16 if self.use_fp16 else torch.bfloat16
-        with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=self.cfg.amp):
-            losses = self.model.loss(samples)
-        for name, value in losses.items():
-            if not torch.isfinite(value):
-                raise TrainingError(
-                    f"iteration {self.iteration + 1}: loss term '{name}' is {value.item()}; stopped. "
-                    f"The last good checkpoint is {self.run_dir / 'last.pt'} "
-                    f"(if one was written); lower the learning rate or enable train.clip_grad_norm"
-                )
-        total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
+        sums: dict[str, float] = {}
+        for samples in batches:
+            with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=self.cfg.amp):
+                losses = self.model.loss(samples)
+            for name, value in losses.items():
+                if not torch.isfinite(value):
+                    raise TrainingError(
+                        f"iteration {self.iteration + 1}: loss term '{name}' is {value.item()}; stopped. "
+                        f"The last good checkpoint is {self.run_dir / 'last.pt'} "
+                        f"(if one was written); lower the learning rate or enable train.clip_grad_norm"
+                    )
+            total = sum(losses.values())
+            self.scaler.scale(total / len(batches)).backward()
+            for key, value in {"loss": total, **losses}.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(batches)
         if self.cfg.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return sums
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights evaluated and kept as best: the EMA when enabled."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _evaluate(self, log, writer) -> dict[str, float]:
         if self.val_set is None or self.evaluator is None:
             return {}
-        metrics = evaluate(self.model, self.val_set, self.evaluator, self.device, self.val_batch_size,
+        metrics = evaluate(self.eval_model, self.val_set, self.evaluator, self.device, self.val_batch_size,
                            progress=self.progress)
+        if self.cfg.val_loss:
+            metrics.update(validation_loss(self.eval_model, self.val_set, self.device, self.val_batch_size))
         self.model.train()
         log.write(json.dumps({"iteration": self.iteration, "split": "val",
                               **{k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -271,7 +334,15 @@ class Trainer:
             value = metrics[name]
             if self.best["value"] is None or value > self.best["value"]:
                 self.best = {"metric": name, "value": value, "iteration": self.iteration}
+                self.evals_since_best = 0
                 save_checkpoint(self.state(), self.run_dir / "best.pt")
+            else:
+                self.evals_since_best += 1
+            if self.cfg.patience is not None and self.evals_since_best >= self.cfg.patience:
+                self.stopped_early = True
+                print(f"early stop at iteration {self.iteration}: {name} has not improved for "
+                      f"{self.evals_since_best} evaluations (best {self.best['value']:.4f} at iteration "
+                      f"{self.best['iteration']})")
         return metrics
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from detseg.data.io import read_image
 from detseg.data.record import ImageRecord
 from detseg.data.transforms import build_transforms
-from detseg.engine.checkpoint import load_checkpoint, load_model_state
+from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
 from detseg.errors import DataError
 from detseg.structures import Instances
 
@@ -66,7 +66,7 @@ class Predictor:
             raise DataError(f"{path} is not a detseg training checkpoint (no config/model inside)")
         config = state["config"]
         model = build_model(config["model"])
-        load_model_state(model, state["model"], str(path))
+        load_model_state(model, inference_weights(state), str(path))
         return cls(model, config, state.get("meta", {}).get("class_names", []), device)
 
     @property
