@@ -142,7 +142,7 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     device = select_device(cfg.device)
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="detseg-dry-run-") as scratch:
-            train_cfg.max_iters, train_cfg.eval_every = 1, 0
+            train_cfg.max_iters, train_cfg.eval_every, train_cfg.patience = 1, 0, None
             trainer = Trainer(model, train_cfg, train_set, loader, scratch, device, cfg, seed=cfg.seed,
                               progress=False)
             trainer.train()

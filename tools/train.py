@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--dry-run", action="store_true",
                         help="build data, evaluator and model, run one iteration, write nothing")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     from detseg.experiment import train_from_config
     from detseg.report import format_metrics, write_metrics_json

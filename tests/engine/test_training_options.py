@@ -153,6 +153,7 @@ def test_resume_with_a_longer_schedule_reports_and_follows_it(experiment, tmp_pa
 
 
 def test_dry_run_runs_one_iteration_and_writes_nothing(experiment, tmp_path, capsys):
-    run, metrics = train_from_config(experiment, [f"output_dir={tmp_path / 'd'}"], progress=False, dry_run=True)
+    run, metrics = train_from_config(experiment, [f"output_dir={tmp_path / 'd'}", "train.eval_every=1",
+                                                  "+train.patience=2"], progress=False, dry_run=True)
     assert metrics == {} and not run.exists()
     assert "dry run: 12 training images, 4 validation images" in capsys.readouterr().out
