@@ -58,8 +58,12 @@ def validation_loss(
     sums: dict[str, float] = {}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
     for samples in loader:
-        losses = model.loss([s.to(device) for s in samples])
-        for key, value in {"loss": sum(losses.values()), **losses}.items():
-            sums[key] = sums.get(key, 0.0) + float(value)
+        add_loss_terms(sums, model.loss([s.to(device) for s in samples]), 1.0 / max(len(loader), 1))
     model.train(was_training)
-    return {f"val_{key}": value / max(len(loader), 1) for key, value in sums.items()}
+    return {f"val_{key}": value for key, value in sums.items()}
+
+
+def add_loss_terms(sums: dict[str, float], losses: dict[str, torch.Tensor], scale: float) -> None:
+    """Add ``scale`` x each loss term, and their total as ``loss``, to the running ``sums``."""
+    for key, value in {"loss": sum(losses.values()), **losses}.items():
+        sums[key] = sums.get(key, 0.0) + float(value.detach()) * scale

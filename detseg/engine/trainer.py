@@ -25,7 +25,7 @@ from detseg.engine.checkpoint import (
     save_checkpoint,
 )
 from detseg.engine.ema import EMAConfig, ModelEMA
-from detseg.engine.evaluate import evaluate, validation_loss
+from detseg.engine.evaluate import add_loss_terms, evaluate, validation_loss
 from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
 from detseg.engine.sampler import InfiniteSampler
 from detseg.errors import ConfigError, DetsegError
@@ -195,7 +195,7 @@ class Trainer:
     def _follow_changed_schedule(self, before: dict[str, Any]) -> None:
         """A resumed run may extend ``max_iters`` or change the schedule or base LR: say
         what changed and continue on the new schedule from the current iteration."""
-        now = to_plain(self.config).get("train", {})
+        now = self.config.get("train", {})
         keys = ("max_iters", "schedule", "optimizer")
         changes = {k: (before.get(k), now.get(k)) for k in keys if k in before and before.get(k) != now.get(k)}
         if not changes:
@@ -294,8 +294,7 @@ class Trainer:
                     )
             total = sum(losses.values())
             self.scaler.scale(total / len(batches)).backward()
-            for key, value in {"loss": total, **losses}.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) / len(batches)
+            add_loss_terms(sums, losses, 1.0 / len(batches))
         if self.cfg.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
