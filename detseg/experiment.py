@@ -116,6 +116,7 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     import tempfile
 
     from detseg.data import LoaderConfig
+    from detseg.engine.distributed import barrier, init_distributed
     from detseg.engine.trainer import (
         Trainer,
         TrainingError,
@@ -128,14 +129,18 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     if cfg.get("train") is None:
         raise ConfigError(f"{path}: no train section")
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(path)
+    processes = init_distributed(cfg.device)
     if not dry_run and not cfg.resume and (run_dir / "last.pt").exists():
         raise TrainingError(f"{run_dir} already holds a run (last.pt); continue it with resume=true, "
                             f"or pick another output_dir=...")
+    barrier()  # no process may see a last.pt that another has just written
     seed_everything(cfg.seed)
     train_set = build_split(cfg, "train")
     val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
     evaluator = build_evaluator(cfg, val_set) if val_set is not None and cfg.get("evaluator") else None
-    model = build_model_for(cfg, train_set)
+    model = build_model_for(cfg, train_set)  # the same initial weights on every process
+    if processes.enabled:
+        seed_everything(cfg.seed + processes.rank)  # and their own random draws from here on
     train_cfg = to_dataclass(TrainConfig, to_plain(cfg.train))
     loader = LoaderConfig(**to_plain(cfg.data.train))
     val_batch = cfg.data.val.batch_size if val_set is not None else 1
@@ -152,12 +157,14 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
               f"{cfg.model.name} ({parameters / 1e6:.2f}M parameters); one iteration, loss "
               f"{trainer.history[-1]['loss']:.4f}. Nothing was written to {run_dir}.")
         return run_dir, {}
-    print(f"run directory: {run_dir}")
+    if processes.is_main:
+        print(f"run directory: {run_dir}")
     trainer = Trainer(model, train_cfg, train_set, loader, run_dir, device, cfg,
                       val_set, evaluator, val_batch, seed=cfg.seed, progress=progress)
     if cfg.resume:
         trainer.resume()
-    write_resolved_config(cfg, run_dir)
+    if processes.is_main:
+        write_resolved_config(cfg, run_dir)
     metrics = trainer.train(stop_at=stop_at)
     return run_dir, metrics
 
@@ -184,15 +191,17 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
                         progress: bool = True) -> dict[str, float]:
     """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides)."""
     from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
+    from detseg.engine.distributed import init_distributed
     from detseg.engine.evaluate import evaluate
     from detseg.engine.trainer import select_device
 
     # Only data.val matters here, so a data group whose train split needs paths (data=coco)
     # can be used with just the val paths given.
     cfg = load_experiment(path, [*overrides, "~data.train"])
+    processes = init_distributed(cfg.device)  # under torchrun each process evaluates a share
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset)
     load_model_state(model, inference_weights(load_checkpoint(checkpoint)), str(checkpoint))
     device = select_device(cfg.device)
     return evaluate(model.to(device), dataset, build_evaluator(cfg, dataset), device,
-                    cfg.data.val.batch_size, progress=progress)
+                    cfg.data.val.batch_size, progress=progress and processes.is_main)

@@ -7,6 +7,7 @@ A checkpoint on its config's validation split, or on any data set given by overr
         data=coco data.val.dataset.ann_file=A.json data.val.dataset.image_dir=IMG
     python tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint CKPT \
         data=voc data.data_root=VOCdevkit/VOC2007 evaluator=voc
+    torchrun --nproc_per_node=4 tools/eval.py CONFIG --checkpoint CKPT   # each process a share
 
 Detection (COCO results JSON, or a folder of VOC devkit result files)::
 
@@ -76,9 +77,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.checkpoint:
+        from detseg.engine.distributed import is_main_process, shutdown
         from detseg.experiment import evaluate_checkpoint
 
-        metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides)
+        try:
+            metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides)
+            reporting = is_main_process()  # under torchrun only rank 0 reports
+        finally:
+            shutdown()
+        if not reporting:
+            return 0
         print(format_metrics(metrics, f"{args.checkpoint} on {args.config} data.val"))
         if args.out:
             write_metrics_json(metrics, args.out)

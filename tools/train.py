@@ -4,6 +4,8 @@
     python tools/train.py configs/faster_rcnn/shapes.yaml resume=true      # continue a killed run
     python tools/train.py configs/faster_rcnn/shapes.yaml resume=true train.max_iters=4000  # extend it
     python tools/train.py configs/faster_rcnn/shapes.yaml --dry-run        # build all, one iteration
+    python tools/train.py configs/faster_rcnn/shapes.yaml --stop-after 500 # a time-sliced job: resume later
+    torchrun --nproc_per_node=4 tools/train.py configs/faster_rcnn/shapes.yaml   # DDP, docs/distributed.md
 
 The run directory (default ``runs/<config path>``, printed at start) receives the resolved
 ``config.yaml``, ``last.pt`` / ``best.pt``, ``metrics.jsonl``, TensorBoard events and
@@ -28,20 +30,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--dry-run", action="store_true",
                         help="build data, evaluator and model, run one iteration, write nothing")
+    parser.add_argument("--stop-after", type=int, metavar="N",
+                        help="end after iteration N with last.pt written; continue later with resume=true")
     args = parser.parse_intermixed_args(argv)
 
+    from detseg.engine.distributed import is_main_process, shutdown
     from detseg.experiment import train_from_config
     from detseg.report import format_metrics, write_metrics_json
 
-    run_dir, metrics = train_from_config(args.config, args.overrides, progress=not args.no_progress,
-                                         dry_run=args.dry_run)
-    if args.dry_run:
+    try:
+        run_dir, metrics = train_from_config(args.config, args.overrides, progress=not args.no_progress,
+                                             dry_run=args.dry_run, stop_at=args.stop_after)
+        if args.dry_run or not is_main_process():
+            return 0
+        if metrics:
+            print(format_metrics(metrics, f"final evaluation ({run_dir})"))
+            write_metrics_json(metrics, run_dir / "metrics.json")
+        print(f"run directory: {run_dir}")
         return 0
-    if metrics:
-        print(format_metrics(metrics, f"final evaluation ({run_dir})"))
-        write_metrics_json(metrics, run_dir / "metrics.json")
-    print(f"run directory: {run_dir}")
-    return 0
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

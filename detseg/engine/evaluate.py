@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from detseg.data import DetectionDataset, collate_samples
+from detseg.engine.distributed import all_gather_objects, dist_info
 from detseg.errors import ConfigError
+
+
+def this_process_share(dataset: DetectionDataset) -> Dataset:
+    """Images ``rank, rank + world_size, ...`` of ``dataset``: the processes of a
+    distributed run evaluate disjoint shares that together cover it once."""
+    info = dist_info()
+    return dataset if not info.enabled else Subset(dataset, range(info.rank, len(dataset), info.world_size))
 
 
 @torch.no_grad()
@@ -23,11 +31,15 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of ``model`` on ``dataset``: detections in original-image coordinates go to
     a COCO/VOC evaluator by image id; label maps go to a segmentation evaluator with the
-    ground-truth map (which must then be at the original size)."""
+    ground-truth map (which must then be at the original size).
+
+    In a distributed run each process predicts its share of the images and the evaluator
+    gathers all of them before computing, so every process returns the one-process numbers."""
     was_training = model.training
     model.eval()
     evaluator.reset()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    loader = DataLoader(this_process_share(dataset), batch_size=batch_size, shuffle=False,
+                        collate_fn=collate_samples)
     for samples in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
         predictions = model.predict([s.to(device) for s in samples])
         if getattr(model, "task", "detection") == "segmentation":
@@ -56,11 +68,15 @@ def validation_loss(
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    loader = DataLoader(this_process_share(dataset), batch_size=batch_size, shuffle=False,
+                        collate_fn=collate_samples)
     for samples in loader:
-        add_loss_terms(sums, model.loss([s.to(device) for s in samples]), 1.0 / max(len(loader), 1))
+        add_loss_terms(sums, model.loss([s.to(device) for s in samples]), 1.0)
     model.train(was_training)
-    return {f"val_{key}": value for key, value in sums.items()}
+    parts = all_gather_objects((sums, len(loader)))  # the mean over every batch of every process
+    batches = max(sum(count for _, count in parts), 1)
+    keys = dict.fromkeys(key for part, _ in parts for key in part)
+    return {f"val_{key}": sum(part.get(key, 0.0) for part, _ in parts) / batches for key in keys}
 
 
 def add_loss_terms(sums: dict[str, float], losses: dict[str, torch.Tensor], scale: float) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from detseg.engine.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
+from detseg.engine.distributed import all_gather_objects, any_process, dist_info
 from detseg.engine.ema import EMAConfig, ModelEMA
 from detseg.engine.evaluate import add_loss_terms, evaluate, validation_loss
 from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
@@ -44,7 +47,14 @@ class TrainConfig:
     ``ema``: keep an exponential moving average of the weights (:class:`EMAConfig`); it is
     what evaluation, ``best.pt`` and inference use. ``patience``: stop after that many
     evaluations without a better ``best_metric``. ``val_loss``: also log the loss on the
-    validation set at each evaluation (one more pass over it)."""
+    validation set at each evaluation (one more pass over it).
+
+    Under ``torchrun`` each of the ``world_size`` processes takes ``batch_size`` images, so a
+    step sees ``batch_size x accumulate x world_size``. ``reference_batch``: the images per
+    step ``optimizer.lr`` was tuned for; when set, the LR is scaled linearly to the
+    effective batch (Goyal et al. 2017). ``sync_bn``: BatchNorm statistics over all
+    processes (CUDA only). ``find_unused_parameters``: needed by DDP when a step may leave
+    some parameters without gradient (e.g. a mask head on a batch without objects)."""
 
     max_iters: int = 1000
     accumulate: int = 1
@@ -59,14 +69,20 @@ class TrainConfig:
     checkpoint_every: int = 500
     best_metric: str | None = None
     log_every: int = 20
+    reference_batch: int | None = None
+    sync_bn: bool = False
+    find_unused_parameters: bool = True
 
 
 def select_device(name: str) -> torch.device:
-    """``auto`` takes CUDA when available; ``cuda`` without a GPU is an error."""
+    """``auto`` takes CUDA when available; ``cuda`` without a GPU is an error. The CUDA
+    device is the current one (``cuda:LOCAL_RANK`` in a distributed run)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or auto")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or auto")
+        return torch.device("cuda", torch.cuda.current_device())  # cuda:LOCAL_RANK under torchrun
     return torch.device(name)
 
 
@@ -125,7 +141,17 @@ class Trainer:
         seed: int = 0,
         progress: bool = True,
     ) -> None:
+        self.dist = dist_info()
+        if cfg.sync_bn and self.dist.enabled:
+            if device.type != "cuda":
+                raise ConfigError("train.sync_bn needs CUDA devices (SyncBatchNorm has no CPU kernel); "
+                                  "leave it false for gloo/CPU training")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(device)
+        self.images_per_step = train_loader.batch_size * cfg.accumulate * self.dist.world_size
+        if cfg.reference_batch:
+            cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(
+                cfg.optimizer, lr=cfg.optimizer.lr * self.images_per_step / cfg.reference_batch))
         self.cfg = cfg
         self.train_set = train_set
         self.train_loader = train_loader
@@ -136,13 +162,13 @@ class Trainer:
         self.evaluator = evaluator
         self.val_batch_size = val_batch_size
         self.seed = seed
-        self.progress = progress
+        self.progress = progress and self.dist.is_main
         if cfg.accumulate < 1:
             raise ConfigError(f"train.accumulate must be >= 1, got {cfg.accumulate}")
         if cfg.patience is not None and not (cfg.best_metric and cfg.eval_every):
             raise ConfigError("train.patience needs train.best_metric and train.eval_every: early stopping "
                               "watches the metric at each evaluation")
-        self.optimizer = build_optimizer(model, cfg.optimizer)
+        self.optimizer = build_optimizer(self.model, cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_iters)
         self.use_fp16 = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_fp16)
@@ -150,6 +176,12 @@ class Trainer:
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "iteration": None}
         self.history: list[dict[str, Any]] = []
         self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema is not None else None
+        # The module a training step calls: DDP averages the gradients over the processes.
+        self.step_module: torch.nn.Module = self.model
+        if self.dist.enabled:
+            self.step_module = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters)
         self.evals_since_best = 0
         self.stopped_early = False
         segmentation = getattr(model, "task", "detection") == "segmentation"
@@ -165,6 +197,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "rng": rng_state(),
+            "rng_per_rank": all_gather_objects(rng_state()) if self.dist.enabled else None,
             "best": self.best,
             "evals_since_best": self.evals_since_best,
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
@@ -188,8 +221,17 @@ class Trainer:
         self.evals_since_best = int(state.get("evals_since_best", 0))
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
-        set_rng_state(state["rng"])
-        print(f"resumed from {path} at iteration {self.iteration}")
+        per_rank = state.get("rng_per_rank")
+        if per_rank and len(per_rank) == self.dist.world_size:
+            set_rng_state(per_rank[self.dist.rank])
+        elif self.dist.enabled or per_rank:
+            self._say(f"resume: the checkpoint was written by {len(per_rank or [0])} process(es), this run has "
+                      f"{self.dist.world_size}: the data order continues exactly, random draws inside the "
+                      f"model do not")
+            set_rng_state(state["rng"])
+        else:
+            set_rng_state(state["rng"])
+        self._say(f"resumed from {path} at iteration {self.iteration}")
         self._follow_changed_schedule(state.get("config", {}).get("train", {}))
 
     def _follow_changed_schedule(self, before: dict[str, Any]) -> None:
@@ -204,13 +246,13 @@ class Trainer:
             raise TrainingError(f"train.max_iters={self.cfg.max_iters} is below the iteration this run has "
                                 f"reached ({self.iteration}); give a larger max_iters to continue it")
         for key, (old, new) in changes.items():
-            print(f"resume: train.{key} changed from {old} to {new}")
+            self._say(f"resume: train.{key} changed from {old} to {new}")
         for group in self.optimizer.param_groups:
             group["initial_lr"] = self.cfg.optimizer.lr
         self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule, self.cfg.max_iters)
         self.scheduler.last_epoch = self.iteration - 1
         self.scheduler.step()  # sets the LR of the current iteration on the new schedule
-        print(f"resume: following the new schedule from iteration {self.iteration} "
+        self._say(f"resume: following the new schedule from iteration {self.iteration} "
               f"(lr {self.optimizer.param_groups[0]['lr']:.3g})")
 
     # -- the loop -----------------------------------------------------------------------
@@ -218,7 +260,8 @@ class Trainer:
     def _loader(self) -> DataLoader:
         batch_size = self.train_loader.batch_size
         sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
-                                  start=self.iteration * batch_size * self.cfg.accumulate)
+                                  start=self.iteration * batch_size * self.cfg.accumulate,
+                                  rank=self.dist.rank, num_replicas=self.dist.world_size)
         # A private generator: creating the loader must not draw from the global RNG, or a
         # resumed run would be one draw out of step with an uninterrupted one.
         return DataLoader(self.train_set, batch_size=batch_size, sampler=sampler,
@@ -234,9 +277,11 @@ class Trainer:
         """
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        log = open(self.run_dir / "metrics.jsonl", "a")
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
+        log = open(self.run_dir / "metrics.jsonl", "a") if main else None
         end = self.cfg.max_iters if stop_at is None else min(stop_at, self.cfg.max_iters)
         bar = tqdm(total=self.cfg.max_iters, initial=self.iteration, desc="train", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
@@ -245,8 +290,7 @@ class Trainer:
             self.model.train()
             batches = iter(self._loader())
             start_time = time.perf_counter()
-            print(f"batch: {self.train_loader.batch_size} images x {self.cfg.accumulate} accumulated = "
-                  f"{self.train_loader.batch_size * self.cfg.accumulate} images per step; lr {self.cfg.optimizer.lr:g}")
+            self._say(self._batch_summary())
             while self.iteration < end and not self.stopped_early:
                 losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
@@ -254,26 +298,28 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
                 if self.iteration % self.cfg.log_every == 0 or self.iteration == end:
-                    record = {"iteration": self.iteration, "lr": lr, **losses,
+                    record = {"iteration": self.iteration, "lr": lr, **self._mean_over_processes(losses),
                               "seconds": round(time.perf_counter() - start_time, 3)}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    for key, value in losses.items():
-                        writer.add_scalar(f"train/{key}", value, self.iteration)
-                    writer.add_scalar("train/lr", lr, self.iteration)
                     self.history.append(record)
+                    if main:
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                        for key, value in record.items():
+                            if key not in ("iteration", "seconds"):
+                                writer.add_scalar(f"train/{key}", value, self.iteration)
                 last = self.iteration == self.cfg.max_iters
                 if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0 and not last:
                     metrics = self._evaluate(log, writer)
                 if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == end or self.stopped_early:
-                    save_checkpoint(self.state(), self.run_dir / "last.pt")
+                    self._save("last.pt")
             if self.iteration == self.cfg.max_iters:
                 metrics = self._evaluate(log, writer)
-                save_checkpoint(self.state(), self.run_dir / "last.pt")
+                self._save("last.pt")
         finally:
             bar.close()
-            log.close()
-            writer.close()
+            if main:
+                log.close()
+                writer.close()
         return metrics
 
     def _step(self, batches: list[list]) -> dict[str, float]:
@@ -282,18 +328,23 @@ class Trainer:
         autocast_dtype = torch.float16 if self.use_fp16 else torch.bfloat16
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for samples in batches:
-            with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=self.cfg.amp):
-                losses = self.model.loss(samples)
-            for name, value in losses.items():
-                if not torch.isfinite(value):
+        for i, samples in enumerate(batches):
+            # DDP averages gradients over the processes in the last batch's backward only.
+            syncing = i == len(batches) - 1 or not self.dist.enabled
+            with (contextlib.nullcontext() if syncing else self.step_module.no_sync()):
+                with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=self.cfg.amp):
+                    losses = self.step_module(samples, mode="loss")
+                bad = [name for name, value in losses.items() if not torch.isfinite(value)]
+                if any_process(bool(bad)):  # every process stops, or the others would wait forever
+                    terms = (", ".join(f"loss term '{name}' is {losses[name].item()}" for name in bad)
+                             or "a loss term is not finite on another process")
                     raise TrainingError(
-                        f"iteration {self.iteration + 1}: loss term '{name}' is {value.item()}; stopped. "
+                        f"iteration {self.iteration + 1}: {terms}; stopped. "
                         f"The last good checkpoint is {self.run_dir / 'last.pt'} "
                         f"(if one was written); lower the learning rate or enable train.clip_grad_norm"
                     )
-            total = sum(losses.values())
-            self.scaler.scale(total / len(batches)).backward()
+                total = sum(losses.values())
+                self.scaler.scale(total / len(batches)).backward()
             add_loss_terms(sums, losses, 1.0 / len(batches))
         if self.cfg.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
@@ -318,13 +369,14 @@ class Trainer:
         if self.cfg.val_loss:
             metrics.update(validation_loss(self.eval_model, self.val_set, self.device, self.val_batch_size))
         self.model.train()
-        log.write(json.dumps({"iteration": self.iteration, "split": "val",
-                              **{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                 for k, v in metrics.items()}}) + "\n")
-        log.flush()
-        for key, value in metrics.items():
-            if "/" not in key and not math.isnan(value):
-                writer.add_scalar(f"val/{key}", value, self.iteration)
+        if self.dist.is_main:
+            log.write(json.dumps({"iteration": self.iteration, "split": "val",
+                                  **{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                     for k, v in metrics.items()}}) + "\n")
+            log.flush()
+            for key, value in metrics.items():
+                if "/" not in key and not math.isnan(value):
+                    writer.add_scalar(f"val/{key}", value, self.iteration)
         name = self.cfg.best_metric
         if name:
             if name not in metrics:
@@ -334,15 +386,43 @@ class Trainer:
             if self.best["value"] is None or value > self.best["value"]:
                 self.best = {"metric": name, "value": value, "iteration": self.iteration}
                 self.evals_since_best = 0
-                save_checkpoint(self.state(), self.run_dir / "best.pt")
+                self._save("best.pt")
             else:
                 self.evals_since_best += 1
             if self.cfg.patience is not None and self.evals_since_best >= self.cfg.patience:
                 self.stopped_early = True
-                print(f"early stop at iteration {self.iteration}: {name} has not improved for "
+                self._say(f"early stop at iteration {self.iteration}: {name} has not improved for "
                       f"{self.evals_since_best} evaluations (best {self.best['value']:.4f} at iteration "
                       f"{self.best['iteration']})")
         return metrics
+
+    # -- one process or several ---------------------------------------------------------
+
+    def _say(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message)
+
+    def _save(self, name: str) -> None:
+        state = self.state()  # on every process: it gathers their RNG states
+        if self.dist.is_main:
+            save_checkpoint(state, self.run_dir / name)
+
+    def _mean_over_processes(self, losses: dict[str, float]) -> dict[str, float]:
+        if not self.dist.enabled:
+            return losses
+        everyone = all_gather_objects(losses)
+        return {key: sum(part[key] for part in everyone) / len(everyone) for key in losses}
+
+    def _batch_summary(self) -> str:
+        loader, cfg, world = self.train_loader, self.cfg, self.dist.world_size
+        line = (f"batch: {loader.batch_size} images x {cfg.accumulate} accumulated x {world} process(es) = "
+                f"{self.images_per_step} images per step; ")
+        if cfg.reference_batch:
+            base = cfg.optimizer.lr * cfg.reference_batch / self.images_per_step
+            return line + (f"lr {cfg.optimizer.lr:g} = {base:g} x {self.images_per_step}/{cfg.reference_batch} "
+                           f"(linear scaling rule from train.reference_batch)")
+        return line + (f"lr {cfg.optimizer.lr:g} as configured (linear scaling rule: set train.reference_batch "
+                       f"to the images per step it was tuned for to scale it)")
 
 
 def write_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
