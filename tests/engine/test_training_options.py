@@ -10,6 +10,7 @@ import yaml
 from detseg.data import LoaderConfig
 from detseg.engine.checkpoint import inference_weights, load_checkpoint
 from detseg.engine.ema import EMAConfig, ModelEMA
+from detseg.engine.optim import ScheduleConfig
 from detseg.engine.trainer import TrainConfig, Trainer, TrainingError
 from detseg.experiment import build_split, load_experiment, train_from_config
 from detseg.models.base import Model
@@ -157,3 +158,14 @@ def test_dry_run_runs_one_iteration_and_writes_nothing(experiment, tmp_path, cap
                                                   "+train.patience=2"], progress=False, dry_run=True)
     assert metrics == {} and not run.exists()
     assert "dry run: 12 training images, 4 validation images" in capsys.readouterr().out
+
+
+def test_reference_batch_scales_the_lr_linearly_to_the_effective_batch(shapes_train, tmp_path, capsys):
+    cfg = TrainConfig(max_iters=1, accumulate=3, reference_batch=2, schedule=ScheduleConfig(name="constant", warmup_iters=0))
+    cfg.optimizer.lr = 0.01
+    trainer = Trainer(PixelRegressor(), cfg, shapes_train, LoaderConfig(dataset={}, batch_size=2), tmp_path,
+                      torch.device("cpu"), {}, progress=False)
+    assert trainer.images_per_step == 6
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.03)  # 0.01 x 6 / 2
+    trainer.train()
+    assert "lr 0.03 = 0.01 x 6/2 (linear scaling rule" in capsys.readouterr().out
