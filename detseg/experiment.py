@@ -134,6 +134,7 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
         raise TrainingError(f"{run_dir} already holds a run (last.pt); continue it with resume=true, "
                             f"or pick another output_dir=...")
     barrier()  # no process may see a last.pt that another has just written
+    check_data_before_training(cfg, path, processes.is_main)
     seed_everything(cfg.seed)
     train_set = build_split(cfg, "train")
     val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
@@ -167,6 +168,29 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
         write_resolved_config(cfg, run_dir)
     metrics = trainer.train(stop_at=stop_at)
     return run_dir, metrics
+
+
+def check_data_before_training(cfg: DictConfig, path: str | Path, verbose: bool = True) -> None:
+    """Run the data doctor at ``data.check`` level on the train and val splits; refuse to
+    train on errors, saying how to leave the listed images out."""
+    from detseg.data.doctor import check_config_data
+    from detseg.errors import DataError
+
+    level = cfg.data.get("check", "brief")
+    if level == "off":
+        return
+    reports = check_config_data(cfg, level=level)
+    for report in reports:
+        if verbose and report.checked:
+            print(report.format(shown_per_kind=3))
+    errors = sum(len(r.errors()) for r in reports)
+    if errors:
+        splits = [r.split for r in reports if r.errors()]
+        raise DataError(
+            f"{path}: the data doctor found {errors} error(s) in data.{'/'.join(splits)} (above). Fix them, "
+            f"or leave those images out: python tools/check_data.py {path} --skip-lists DIR writes their "
+            f"names, then add " + " ".join(f"data.{s}.dataset.skip_files=DIR/{s}.txt" for s in splits)
+            + " (data.check=off skips this check)")
 
 
 def to_dataclass(schema: type, values: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ def node_for(name, repo_root):
         "seg_folder": {"name": "seg_folder", "image_dir": str(mini / "shapes_voc_mini/JPEGImages"),
                        "mask_dir": str(mini / "shapes_voc_mini/SegmentationClass"),
                        "class_names": ["background", "circle", "square", "triangle"]},
+        "yolo_txt": {"name": "yolo_txt", "data_yaml": str(mini / "shapes_yolo_mini/data.yaml"), "split": "val"},
     }[name]
 
 

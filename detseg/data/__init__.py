@@ -1,4 +1,4 @@
-"""Data sets (COCO, VOC, image+mask folders, synthetic shapes), transforms and loaders.
+"""Data sets (COCO, VOC, YOLO txt, image+mask folders, synthetic shapes), transforms and loaders.
 
 Importing this package registers every data set and transform.
 """
@@ -18,6 +18,7 @@ from detseg.data.shapes import ShapesDataset
 from detseg.data.ssd_augment import MinIoURandomCrop
 from detseg.data.transforms import TransformPipeline, build_transforms
 from detseg.data.voc import VocDataset
+from detseg.data.yolo import YoloTxtDataset
 
 __all__ = [
     "CocoDataset",
@@ -30,6 +31,7 @@ __all__ = [
     "ShapesDataset",
     "TransformPipeline",
     "VocDataset",
+    "YoloTxtDataset",
     "build_dataloader",
     "build_dataset",
     "build_transforms",

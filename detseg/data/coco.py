@@ -12,7 +12,7 @@ import numpy as np
 from detseg.data.base import DetectionDataset, Transform
 from detseg.data.io import read_image, read_json
 from detseg.data.record import ImageRecord
-from detseg.data.validation import BoxChecker, check_files_exist
+from detseg.data.validation import BoxChecker, check_files_exist, read_skip_list
 from detseg.errors import DataError
 from detseg.registry import DATASETS
 from detseg.structures.masks import segmentation_to_mask
@@ -41,6 +41,8 @@ class CocoDataset(DetectionDataset):
         ann_file: the instances JSON.
         image_dir: folder that ``file_name`` entries are relative to.
         with_masks: decode ``segmentation`` into instance masks.
+        skip_files: ``file_name`` entries to leave out (with their annotations), or a
+            file listing them (``tools/check_data.py --skip-lists`` writes it).
         transforms: applied to each record.
     """
 
@@ -49,6 +51,7 @@ class CocoDataset(DetectionDataset):
         ann_file: str,
         image_dir: str,
         with_masks: bool = True,
+        skip_files: str | list[str] | None = None,
         transforms: Transform | None = None,
     ) -> None:
         super().__init__(transforms)
@@ -60,7 +63,12 @@ class CocoDataset(DetectionDataset):
         self.category_ids = [int(c["id"]) for c in categories]
         self.class_names = [str(c.get("name", c["id"])) for c in categories]
         self._label_of = {cid: i for i, cid in enumerate(self.category_ids)}
+        skip = read_skip_list(skip_files)
+        kept_ids = {im["id"] for im in self.data["images"] if im["file_name"] not in skip}
+        skipped_ids = {im["id"] for im in self.data["images"]} - kept_ids
+        self.data["images"] = [im for im in self.data["images"] if im["file_name"] not in skip]
         self.images = sorted(self.data["images"], key=lambda im: im["id"])
+        self.data["annotations"] = [a for a in self.data["annotations"] if a.get("image_id") not in skipped_ids]
         self._annotations = self._index_annotations()
         check_files_exist([self.image_dir / im["file_name"] for im in self.images], str(self.ann_file))
 

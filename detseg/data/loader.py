@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -39,9 +39,11 @@ class DataConfig:
     """The ``data`` section: a loader per split; any of them may be absent.
 
     ``data_root`` and ``class_names`` are places for a path and a class list that split
-    nodes share by interpolation, e.g. ``root: ${data.data_root}``."""
+    nodes share by interpolation, e.g. ``root: ${data.data_root}``. ``check``: what the
+    data doctor (:mod:`detseg.data.doctor`) reads before training starts."""
 
     data_root: str | None = None
+    check: Literal["brief", "full", "off"] = "brief"
     class_names: list[str] | None = None
     train: LoaderConfig | None = None
     val: LoaderConfig | None = None

@@ -8,12 +8,12 @@ import numpy as np
 
 from detseg.constants import IGNORE_INDEX
 from detseg.data.base import DetectionDataset, Transform
+from detseg.data.formats import IMAGE_SUFFIXES
 from detseg.data.io import read_image, read_label_map
 from detseg.data.record import ImageRecord
+from detseg.data.validation import read_skip_list
 from detseg.errors import DataError
 from detseg.registry import DATASETS
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 @DATASETS.register("seg_folder")
@@ -30,6 +30,7 @@ class SegFolderDataset(DetectionDataset):
         mask_dir: label PNGs with the same stems.
         class_names: one name per class index.
         ignore_index: the label value of unlabeled pixels in the files.
+        skip_files: image file names to leave out, or a file listing them.
         transforms: applied to each record.
     """
 
@@ -41,6 +42,7 @@ class SegFolderDataset(DetectionDataset):
         mask_dir: str,
         class_names: list[str],
         ignore_index: int = IGNORE_INDEX,
+        skip_files: str | list[str] | None = None,
         transforms: Transform | None = None,
     ) -> None:
         super().__init__(transforms)
@@ -52,8 +54,9 @@ class SegFolderDataset(DetectionDataset):
         for folder in (self.image_dir, self.mask_dir):
             if not folder.is_dir():
                 raise DataError(f"folder not found: {folder}")
+        skip = read_skip_list(skip_files)
         self.image_paths = sorted(
-            p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in skip
         )
         self.mask_paths = [self.mask_dir / f"{p.stem}.png" for p in self.image_paths]
         missing = [str(m) for m in self.mask_paths if not m.is_file()]

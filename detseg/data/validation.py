@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -79,3 +80,16 @@ def check_files_exist(paths: list, source: str) -> None:
         raise DataError(
             f"{source}: {len(missing)} image file(s) not found: {', '.join(missing[:5])}{more}"
         )
+
+
+def read_skip_list(skip_files: str | list[str] | None) -> set[str]:
+    """Image names to leave out of a data set: a list, or a text file with one name per line
+    (as ``tools/check_data.py --skip-lists`` writes them). ``None``: nothing."""
+    if skip_files is None:
+        return set()
+    if isinstance(skip_files, (list, tuple)):
+        return {str(name) for name in skip_files}
+    path = Path(skip_files)
+    if not path.is_file():
+        raise DataError(f"skip_files: file not found: {path}")
+    return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}

@@ -23,7 +23,7 @@ from detseg.constants import IGNORE_INDEX
 from detseg.data.base import DetectionDataset, Transform, coco_annotations
 from detseg.data.io import read_image, read_label_map
 from detseg.data.record import ImageRecord
-from detseg.data.validation import BoxChecker, check_files_exist
+from detseg.data.validation import BoxChecker, check_files_exist, read_skip_list
 from detseg.errors import DataError
 from detseg.registry import DATASETS
 
@@ -124,6 +124,7 @@ class VocDataset(DetectionDataset):
         split: a file name in ``ImageSets/Main`` (detection) or ``ImageSets/Segmentation``.
         task: ``detection`` or ``segmentation``.
         class_names: defaults to ``root/class_names.txt`` if present, else the 20 VOC classes.
+        skip_files: image ids to leave out, or a file listing them.
         transforms: applied to each record.
     """
 
@@ -133,6 +134,7 @@ class VocDataset(DetectionDataset):
         split: str = "train",
         task: Literal["detection", "segmentation"] = "detection",
         class_names: list[str] | None = None,
+        skip_files: str | list[str] | None = None,
         transforms: Transform | None = None,
     ) -> None:
         super().__init__(transforms)
@@ -146,7 +148,9 @@ class VocDataset(DetectionDataset):
         list_file = self.root / "ImageSets" / list_dir / f"{split}.txt"
         if not list_file.is_file():
             raise DataError(f"VOC split file not found: {list_file}")
-        self.ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        skip = read_skip_list(skip_files)
+        self.ids = [line.split()[0] for line in list_file.read_text().splitlines()
+                    if line.strip() and line.split()[0] not in skip]
         self.image_paths = [self.root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
         check_files_exist(self.image_paths, str(list_file))
         self.objects: list[VocObjects] | None = None

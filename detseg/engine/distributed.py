@@ -39,7 +39,7 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
     of this process is ``cuda:LOCAL_RANK``. Returns this process's place."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), int(os.environ["WORLD_SIZE"]))
     if not dist.is_initialized():
         use_cuda = device_name != "cpu" and torch.cuda.is_available()
         if use_cuda:
@@ -52,7 +52,7 @@ def dist_info() -> DistInfo:
     """This process's place in an initialised process group (one process otherwise)."""
     if not (dist.is_available() and dist.is_initialized()):
         return DistInfo()
-    return DistInfo(dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size())
+    return DistInfo(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
 
 
 def is_main_process() -> bool:

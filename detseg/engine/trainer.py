@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field

@@ -1,0 +1,66 @@
+"""Convert box annotations between COCO, Pascal VOC and YOLO txt (images are copied).
+
+    python tools/convert.py --from coco --source ANN.json --images IMAGE_DIR --to yolo --out OUT --split train
+    python tools/convert.py --from yolo --source data.yaml --split val --to coco --out OUT
+    python tools/convert.py --from voc --source VOCdevkit/VOC2007 --split trainval --to coco --out OUT
+
+Outputs: COCO ``OUT/annotations/instances_<split>.json`` + ``OUT/<split>/``; VOC
+``OUT/{Annotations,JPEGImages,ImageSets/Main/<split>.txt,class_names.txt}``; YOLO
+``OUT/{images,labels}/<split>/`` + ``OUT/data.yaml``. Boxes round-trip exactly up to float
+rounding. What a format cannot hold is said, not silently dropped: masks (VOC, YOLO) and
+crowd regions (YOLO). Data with errors is refused; ``tools/check_data.py`` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from detseg.cli import run_cli
+
+FORMATS = ("coco", "voc", "yolo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source_format", choices=FORMATS, required=True)
+    parser.add_argument("--source", required=True, help="COCO JSON, VOC root, or YOLO data YAML")
+    parser.add_argument("--images", help="COCO image folder (with --from coco)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--class-names", nargs="+", help="VOC class names (default: root/class_names.txt or VOC's 20)")
+    parser.add_argument("--to", dest="target_format", choices=FORMATS, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    from detseg.data.formats import read_format, write_coco, write_voc, write_yolo
+    from detseg.errors import DataError
+
+    labeled = read_format(args.source_format, args.source, args.split, args.class_names, args.images)
+    if labeled.errors():
+        shown = "\n  ".join(str(f) for f in labeled.errors()[:10])
+        raise DataError(f"{args.source}: {len(labeled.errors())} error(s); fix them first "
+                        f"(tools/check_data.py lists all):\n  {shown}")
+    out = Path(args.out)
+    masks = sum(a.segmentation is not None for im in labeled.images for a in im.annotations)
+    crowd = sum(a.iscrowd for im in labeled.images for a in im.annotations)
+    if args.target_format == "coco":
+        write_coco(labeled, out / "annotations" / f"instances_{args.split}.json", out / args.split)
+    elif args.target_format == "voc":
+        write_voc(labeled, out, args.split)
+        if masks:
+            print(f"note: VOC XML holds no instance masks; {masks} masks were not written")
+    else:
+        write_yolo(labeled, out, args.split)
+        if masks or crowd:
+            print(f"note: YOLO txt holds boxes only: {masks} masks and {crowd} crowd regions were not written")
+    objects = sum(len(im.annotations) for im in labeled.images)
+    print(f"converted {len(labeled.images)} images, {objects} objects, {len(labeled.class_names)} classes: "
+          f"{args.source_format} -> {args.target_format} in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
