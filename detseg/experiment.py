@@ -212,8 +212,9 @@ def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
 
 
 def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Sequence[str] = (),
-                        progress: bool = True) -> dict[str, float]:
-    """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides)."""
+                        progress: bool = True, report_dir: str | Path | None = None) -> dict[str, float]:
+    """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides);
+    ``report_dir`` also gets the plots and ``report.html`` (:mod:`detseg.evaluation.plots`)."""
     from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
     from detseg.engine.distributed import init_distributed
     from detseg.engine.evaluate import evaluate
@@ -227,5 +228,11 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     model = build_model_for(cfg, dataset)
     load_model_state(model, inference_weights(load_checkpoint(checkpoint)), str(checkpoint))
     device = select_device(cfg.device)
-    return evaluate(model.to(device), dataset, build_evaluator(cfg, dataset), device,
-                    cfg.data.val.batch_size, progress=progress and processes.is_main)
+    evaluator = build_evaluator(cfg, dataset)
+    metrics = evaluate(model.to(device), dataset, evaluator, device, cfg.data.val.batch_size,
+                       progress=progress and processes.is_main)
+    if report_dir is not None:
+        from detseg.evaluation.plots import write_evaluation_report
+
+        write_evaluation_report(evaluator, metrics, report_dir, f"{checkpoint} on {path} data.val")
+    return metrics

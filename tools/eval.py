@@ -2,7 +2,7 @@
 
 A checkpoint on its config's validation split, or on any data set given by overrides::
 
-    python tools/eval.py CONFIG --checkpoint CKPT [key=value ...] [--out metrics.json]
+    python tools/eval.py CONFIG --checkpoint CKPT [key=value ...] [--out metrics.json] [--report DIR]
     python tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint runs/faster_rcnn/shapes/best.pt \
         data=coco data.val.dataset.ann_file=A.json data.val.dataset.image_dir=IMG
     python tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint CKPT \
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     seg.add_argument("--ignore-index", type=int, default=255)
     seg.add_argument("--class-names", nargs="+", help="one name per class index")
     parser.add_argument("--out", help="write the metrics as JSON here")
+    parser.add_argument("--report", metavar="DIR", help="also write plots (PR curves, confusion matrix, per-class "
+                        "bars) and DIR/report.html")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint on CONFIG's data.val")
     parser.add_argument("overrides", nargs="*", metavar="[CONFIG] KEY=VALUE",
                         help="an experiment YAML (with --checkpoint) and config overrides")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         from detseg.experiment import evaluate_checkpoint
 
         try:
-            metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides)
+            metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides, report_dir=args.report)
             reporting = is_main_process()  # under torchrun only rank 0 reports
         finally:
             shutdown()
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             write_metrics_json(metrics, args.out)
             print(f"wrote {args.out}")
+        if args.report:
+            write_metrics_json(metrics, Path(args.report) / "metrics.json")
+            print(f"wrote {Path(args.report) / 'report.html'}")
         return 0
     from detseg.evaluation.files import evaluate_detection_files, evaluate_mask_folders
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from detseg.data.io import read_json
 from detseg.errors import DataError
-from detseg.evaluation.base import Evaluator
+from detseg.evaluation.base import Evaluator, gather
 from detseg.structures import Instances
 from detseg.structures.masks import mask_to_rle
 
@@ -111,3 +111,7 @@ class ResultsEvaluator(Evaluator):
         """Add COCO-format results; unknown image or category ids raise, naming ``source``."""
         check_results(results, self.ground_truth, self.iou_type, source)
         self._results.extend(results)
+
+    def gathered_results(self) -> list[dict[str, Any]]:
+        """Every process's results (collective in a distributed run: call it on all)."""
+        return gather(self._results)
