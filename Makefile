@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main job: train Faster R-CNN on the built-in shapes set (CPU), evaluate it (COCO
-# table), and draw its predictions on the sample images. A previous demo run is replaced.
+# table), draw its predictions on the sample images, and write the evaluation report
+# (runs/demo/report/report.html). A previous demo run is replaced.
 DEMO := runs/demo
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(PY) tools/train.py configs/faster_rcnn/shapes.yaml output_dir=$(DEMO)
 	$(PY) tools/infer.py --checkpoint $(DEMO)/best.pt datasets/shapes_coco_mini/val --out $(DEMO)/predictions
+	$(PY) tools/eval.py configs/faster_rcnn/shapes.yaml --checkpoint $(DEMO)/best.pt --report $(DEMO)/report
 
 test: $(STAMP)
 	$(PY) -m pytest

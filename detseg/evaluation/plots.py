@@ -140,14 +140,14 @@ def write_detection_report(out: str | Path, metrics: dict[str, float], ground_tr
     figures = []
     if results:
         for iou, precision in pr_curves(ground_truth, results, iou_type).items():
-            name = f"pr_iou{int(round(iou * 100))}.png"
+            name = f"pr_iou{round(iou * 100)}.png"
             plot_pr_curves(precision, names, iou, out / name)
             figures.append((name, f"Precision-recall per class at IoU {iou:g}"))
     matrix = detection_confusion(ground_truth, results)
     plot_confusion(matrix, [*names, "background"], out / "confusion_matrix.png",
                    "Detection confusion (IoU 0.5, score 0.5)")
-    figures.append(("confusion_matrix.png", "Detection confusion matrix: rows ground truth, columns predictions, "
-                    "background = missed / false positive (IoU 0.5, score >= 0.5)"))
+    figures.append(("confusion_matrix.png", ("Detection confusion matrix: rows ground truth, columns predictions, "
+                                             "background = missed / false positive (IoU 0.5, score >= 0.5)")))
     per_class = nest_per_class(metrics).get("per_class", {})
     plot_bars({n: per_class.get(n, {}).get("AP", math.nan) for n in names}, out / "ap_per_class.png",
               "AP per class (COCO, IoU 0.5:0.95)", "AP")
@@ -183,7 +183,7 @@ def _write_html(out: Path, title: str, metrics: dict[str, float], figures: list[
     class_rows = "".join(
         f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{cell(values.get(c, math.nan))}</td>" for c in columns)
         + "</tr>" for name, values in per_class.items())
-    class_table = (f"<h2>Per class</h2><table><tr><th>class</th>"
+    class_table = ("<h2>Per class</h2><table><tr><th>class</th>"
                    + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + f"</tr>{class_rows}</table>"
                    if per_class else "")
     images = "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'

@@ -9,9 +9,12 @@ from detseg.models.necks import FPN
 from detseg.registry import BACKBONES
 
 
+REQUIRED_ARGS = {"timm": {"model": "resnet18d"}}
+
+
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_output_shape_matches_real_outputs(name):
-    backbone = build({"name": name}, BACKBONES, "backbone").eval()
+    backbone = build({"name": name, **REQUIRED_ARGS.get(name, {})}, BACKBONES, "backbone").eval()
     fixed = getattr(backbone, "min_input_size", None)  # SSD300's VGG: nominal strides, valid convs
     height, width = (fixed, fixed) if fixed else (64, 96)
     with torch.no_grad():

@@ -2,10 +2,11 @@
 
 from detseg.models.backbones.base import Backbone, FeatureSpec
 from detseg.models.backbones.ssd_vgg import SSDVGG16
+from detseg.models.backbones.timm_models import TimmBackbone
 from detseg.models.backbones.tiny import TinyConvNet
 from detseg.models.backbones.torchvision_models import TorchvisionBackbone
 from detseg.registry import BACKBONES
 
 BACKBONES.base = Backbone
 
-__all__ = ["SSDVGG16", "Backbone", "FeatureSpec", "TinyConvNet", "TorchvisionBackbone"]
+__all__ = ["SSDVGG16", "Backbone", "FeatureSpec", "TimmBackbone", "TinyConvNet", "TorchvisionBackbone"]
