@@ -16,7 +16,7 @@ def rois_with_batch_index(boxes: list[Tensor]) -> Tensor:
     if not boxes:
         return torch.zeros(0, 5)
     index = torch.cat(
-        [torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)]
+        [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]  # traced: no baked count
     )
     return torch.cat([index, torch.cat(boxes)], dim=1)
 

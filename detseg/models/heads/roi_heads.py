@@ -191,7 +191,7 @@ def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int]
     keep = scores > score_threshold
     if candidates_per_class is not None and n > candidates_per_class:
         kth_best = scores.topk(candidates_per_class, dim=0).values[-1]
-        keep &= scores >= kth_best
+        keep = keep & (scores >= kth_best)
     box_index, flat_labels = keep.nonzero(as_tuple=True)
     flat_scores = scores[box_index, flat_labels]
     # one box per prediction (dense heads) or one per prediction and class (RoI heads)

@@ -1,0 +1,204 @@
+"""Export a trained model to ONNX or TorchScript, and check the export against PyTorch.
+
+The exported graph takes one image, ``uint8[3, H, W]`` RGB after the config's validation
+transforms (the normalisation is inside the graph), and returns:
+
+- detectors: ``boxes float32[N, 4]`` (xyxy pixels of that image), ``scores float32[N]``,
+  ``labels int64[N]`` (``0..C-1``), postprocessing (score threshold, NMS, top-k) included;
+- segmenters: ``labels int64[H, W]``, the class per pixel.
+
+Models are exported for the image size they are traced at (anchors, box clipping and the
+padding to the backbone's stride are computed from it): resize inputs to that size, as the
+config's validation transforms do. Running the file on another size is refused, naming both.
+
+:func:`parity_check` runs the exported file (onnxruntime, or ``torch.jit.load``) and the
+PyTorch model on validation images and compares their outputs and their metric; it raises
+:class:`ExportError` when they differ beyond the tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from detseg.errors import DetsegError
+from detseg.structures import Boxes, DetSample, Instances
+
+Format = Literal["onnx", "torchscript"]
+
+
+class ExportError(DetsegError):
+    """The export failed, or its outputs differ from the PyTorch model's."""
+
+
+class ExportableModel(nn.Module):
+    """``forward(image uint8[3, H, W]) -> tensors``: a detseg model behind a plain tensor
+    interface that the ONNX and TorchScript tracers can follow."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.task = getattr(model, "task", "detection")
+
+    def forward(self, image: Tensor):
+        sample = DetSample(image=image, image_id=0, orig_size=(image.shape[-2], image.shape[-1]))
+        prediction = self.model.predict([sample])[0]
+        if self.task == "segmentation":
+            return prediction
+        return prediction.boxes.tensor, prediction.scores, prediction.labels
+
+
+def output_names(task: str) -> list[str]:
+    return ["labels"] if task == "segmentation" else ["boxes", "scores", "labels"]
+
+
+def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path, opset: int = 17) -> Path:
+    """Trace ``model`` on ``example`` (``uint8[3, H, W]``) and write ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportableModel(model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        try:
+            if fmt == "torchscript":
+                torch.jit.trace(wrapper, (example,), check_trace=False).save(str(out))
+            elif fmt == "onnx":
+                torch.onnx.export(wrapper, (example,), str(out), dynamo=False, opset_version=opset,
+                                  input_names=["image"], output_names=output_names(wrapper.task))
+            else:
+                raise ExportError(f"unknown export format '{fmt}' (onnx, torchscript)")
+        except ExportError:
+            raise
+        except Exception as exc:  # the tracers raise many kinds; say which model and format
+            raise ExportError(f"exporting {type(model).__name__} to {fmt} failed: {exc}") from exc
+    return out
+
+
+def load_exported(path: str | Path) -> Callable[[Tensor], tuple[Tensor, ...]]:
+    """A function ``image uint8[3, H, W] -> tuple of output tensors`` running the file."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        expected = list(session.get_inputs()[0].shape)
+
+        def run_onnx(image: Tensor) -> tuple[Tensor, ...]:
+            if list(image.shape) != expected:
+                raise ExportError(f"{path} was exported for images of shape {expected} (uint8, 3 x H x W), "
+                                  f"got {list(image.shape)}; resize to its size first")
+            return tuple(torch.from_numpy(o) for o in session.run(None, {"image": image.cpu().numpy()}))
+
+        return run_onnx
+    module = torch.jit.load(str(path), map_location="cpu")
+
+    def run_script(image: Tensor) -> tuple[Tensor, ...]:
+        with torch.no_grad():
+            out = module(image)
+        return out if isinstance(out, tuple) else (out,)
+
+    return run_script
+
+
+@dataclass
+class ParityReport:
+    images: int
+    max_output_diff: float  # boxes (pixels) or label maps (fraction of pixels that differ)
+    metric: str
+    torch_metric: float
+    exported_metric: float
+    mismatched_images: list[int]
+
+    def __str__(self) -> str:
+        what = "box difference (pixels)" if self.metric != "mIoU" else "fraction of pixels that differ"
+        return (f"parity on {self.images} images: max {what} {self.max_output_diff:.3g}; {self.metric} "
+                f"PyTorch {self.torch_metric:.4f} vs exported {self.exported_metric:.4f}"
+                + (f"; images whose detections differ: {self.mismatched_images[:10]}" if self.mismatched_images else ""))
+
+
+def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSample],
+                 make_evaluator: Callable[[], Any], tolerance: float = 1e-3) -> ParityReport:
+    """Run both on ``samples`` (validation images with ground truth) and compare.
+
+    Detections must agree image by image (same count, labels, boxes within ``tolerance``
+    pixels, scores within ``tolerance``), and the evaluator's main metric (``AP``, or
+    ``mIoU`` for segmentation) within ``tolerance``. Raises :class:`ExportError` otherwise.
+    """
+    run = load_exported(exported)
+    reference = ExportableModel(model).eval()
+    task = reference.task
+    image_ids = [sample.image_id for sample in samples]
+    torch_eval, exported_eval = (restrict_ground_truth(make_evaluator(), image_ids) for _ in range(2))
+    worst, mismatched = 0.0, []
+    for index, sample in enumerate(samples):
+        with torch.no_grad():
+            expected = reference(sample.image)
+        try:
+            got = run(sample.image)
+        except ExportError:
+            raise
+        except Exception as exc:  # e.g. a shape the tracer froze from the example image
+            raise ExportError(f"{exported} fails on validation image {index} where PyTorch runs: {exc}") from exc
+        if task == "segmentation":
+            expected_map, got_map = expected, got[0].to(expected.dtype)
+            if got_map.shape != expected_map.shape:
+                raise ExportError(f"{exported}: label map of shape {tuple(got_map.shape)} for image {index}, "
+                                  f"PyTorch gives {tuple(expected_map.shape)}")
+            worst = max(worst, float((got_map != expected_map).float().mean()))
+            torch_eval.update([expected_map], [sample.gt_sem_seg])
+            exported_eval.update([got_map], [sample.gt_sem_seg])
+            continue
+        difference = _detection_difference(expected, got)
+        worst = max(worst, difference)
+        if difference > tolerance:
+            mismatched.append(index)
+        size = (sample.image.shape[-2], sample.image.shape[-1])
+        torch_eval.update([_instances(expected, size, sample)], [sample.image_id])
+        exported_eval.update([_instances(got, size, sample)], [sample.image_id])
+    metric = "mIoU" if task == "segmentation" else "AP"
+    torch_metric, exported_metric = torch_eval.compute()[metric], exported_eval.compute()[metric]
+    report = ParityReport(len(samples), worst, metric, torch_metric, exported_metric, mismatched)
+    both_nan = math.isnan(torch_metric) and math.isnan(exported_metric)
+    metric_ok = both_nan or abs(torch_metric - exported_metric) <= tolerance
+    output_ok = not mismatched and (task != "segmentation" or worst <= tolerance)
+    if not (metric_ok and output_ok):
+        raise ExportError(f"{exported} does not reproduce the PyTorch model (tolerance {tolerance:g}): {report}")
+    return report
+
+
+def restrict_ground_truth(evaluator: Any, image_ids: Sequence[Any]) -> Any:
+    """A results evaluator scoring only ``image_ids`` (the images a parity check ran on)."""
+    gt = getattr(evaluator, "ground_truth", None)
+    if gt is not None:
+        keep = set(image_ids)
+        evaluator.ground_truth = {**gt, "images": [im for im in gt["images"] if im["id"] in keep],
+                                  "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
+    return evaluator
+
+
+def _detection_difference(expected: tuple[Tensor, ...], got: tuple[Tensor, ...]) -> float:
+    """The largest box or score difference; ``inf`` when counts or labels differ."""
+    boxes, scores, labels = expected
+    got_boxes, got_scores, got_labels = got
+    if got_boxes.shape != boxes.shape or not torch.equal(got_labels.to(labels.dtype), labels):
+        return math.inf
+    if not len(boxes):
+        return 0.0
+    return float(max((got_boxes - boxes).abs().max(), (got_scores - scores).abs().max()))
+
+
+def _instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSample) -> Instances:
+    """Detections in the original image's coordinates, as the evaluator wants them."""
+    boxes, scores, labels = outputs
+    scale = torch.tensor([sample.orig_size[1] / size[1], sample.orig_size[0] / size[0]] * 2)
+    return Instances(Boxes(boxes.float() * scale), labels.long(), tuple(sample.orig_size), scores=scores.float())
+
+
+__all__ = ["ExportError", "ExportableModel", "ParityReport", "export_model", "load_exported", "parity_check"]

@@ -1,0 +1,68 @@
+"""Export a checkpoint to ONNX or TorchScript and check the export against PyTorch.
+
+    python tools/export.py --checkpoint runs/demo/best.pt --format onnx --out runs/demo/model.onnx
+    python tools/export.py --checkpoint runs/unet/shapes/best.pt --format torchscript --out unet.pt \
+        [--images 50] [--tolerance 1e-3] [--no-check] [key=value ...]
+
+The graph takes one ``uint8[3, H, W]`` RGB image (after the config's validation
+transforms) and returns ``boxes, scores, labels`` (detectors, postprocessing included,
+exported for the size of the first validation image) or a ``labels[H, W]`` map
+(segmenters, any size). The parity check runs the exported file (onnxruntime or
+TorchScript) and PyTorch on the checkpoint's validation images (overrides change
+``data.val``) and compares detections and AP / label maps and mIoU; beyond the tolerance
+the export fails, exits 1 and the file is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from detseg.cli import run_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--images", type=int, help="validation images for the parity check (default: all)")
+    parser.add_argument("--tolerance", type=float, default=1e-3)
+    parser.add_argument("--no-check", action="store_true", help="export without the parity check")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="changes to the checkpoint's config")
+    args = parser.parse_intermixed_args(argv)
+
+    from omegaconf import OmegaConf
+
+    import detseg.evaluation  # noqa: F401 - registers the evaluators
+    from detseg.config import build, to_plain
+    from detseg.data import build_dataset
+    from detseg.deploy import ExportError, export_model, parity_check
+    from detseg.inference.predictor import Predictor
+    from detseg.registry import EVALUATORS
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+    config = OmegaConf.merge(OmegaConf.create(predictor.config), OmegaConf.from_dotlist(args.overrides))
+    dataset = build_dataset(config.data.val, "data.val")
+    count = len(dataset) if args.images is None else min(args.images, len(dataset))
+    samples = [dataset[i] for i in range(count)]
+    out = export_model(predictor.model, samples[0].image, args.format, args.out)
+    print(f"wrote {out} ({args.format}, input uint8[3, {samples[0].image.shape[1]}, {samples[0].image.shape[2]}])")
+    if args.no_check:
+        return 0
+    try:
+        report = parity_check(predictor.model, out, samples,
+                              lambda: build(to_plain(config.evaluator), EVALUATORS, "evaluator", dataset=dataset),
+                              args.tolerance)
+    except ExportError:
+        out.unlink(missing_ok=True)
+        raise
+    print(f"{report}: within {args.tolerance:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
