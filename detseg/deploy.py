@@ -64,6 +64,12 @@ def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportableModel(model).eval()
+    if wrapper.task == "detection":
+        with torch.no_grad():
+            found = len(wrapper(example)[0])
+        if not found:  # the tracer would freeze empty shapes (and the ONNX pass can crash on them)
+            raise ExportError("the example image has no detections; export with an image the model detects "
+                              "something in (tools/export.py uses the first validation image)")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:

@@ -61,7 +61,7 @@ def test_exported_graph_refuses_another_image_size(tmp_path):
 
 
 def test_broken_export_fails_the_parity_check(tmp_path):
-    model, samples, make_evaluator = model_and_images("ssd/shapes")
+    model, samples, make_evaluator = model_and_images("unet/shapes")
     broken = copy.deepcopy(model)
     broken.preprocessor.pixel_mean += 40.0  # a wrong normalisation baked into the graph
     path = export_model(broken, samples[0].image, "onnx", tmp_path / "broken.onnx")
