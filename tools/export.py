@@ -37,12 +37,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
-    import detseg.evaluation  # noqa: F401 - registers the evaluators
-    from detseg.config import build, to_plain
     from detseg.data import build_dataset
     from detseg.deploy import ExportError, export_model, parity_check
+    from detseg.experiment import build_evaluator
     from detseg.inference.predictor import Predictor
-    from detseg.registry import EVALUATORS
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     config = OmegaConf.merge(OmegaConf.create(predictor.config), OmegaConf.from_dotlist(args.overrides))
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         report = parity_check(predictor.model, out, samples,
-                              lambda: build(to_plain(config.evaluator), EVALUATORS, "evaluator", dataset=dataset),
+                              lambda: build_evaluator(config, dataset),
                               args.tolerance)
     except ExportError:
         out.unlink(missing_ok=True)

@@ -21,10 +21,21 @@ from typing import Any, Literal
 
 import numpy as np
 
-from detseg.data.formats import Finding, LabeledSet, image_size, read_coco, read_voc, read_yolo
+from detseg.config import to_plain
+from detseg.data.formats import (
+    IMAGE_SUFFIXES,
+    Finding,
+    LabeledSet,
+    image_size,
+    read_coco,
+    read_voc,
+    read_yolo,
+)
 from detseg.data.io import read_image, read_label_map
 from detseg.data.validation import read_skip_list
+from detseg.data.voc import read_class_names
 from detseg.errors import DataError
+from detseg.structures.masks import segmentation_to_mask
 
 BRIEF_IMAGES = 1000
 MASK_BOX_MIN_IOU = 0.5
@@ -80,8 +91,6 @@ def check_dataset(node: dict[str, Any], split: str, level: Level = "full") -> Sp
         labeled = read_coco(params["ann_file"], params["image_dir"])
         _check_labeled(labeled, report, skip, level, masks=params.get("with_masks", True))
     elif name == "voc" and params.get("task", "detection") == "detection":
-        from detseg.data.voc import read_class_names
-
         root = Path(params["root"])
         labeled = read_voc(root, params.get("split", "train"), read_class_names(root, params.get("class_names")))
         _check_labeled(labeled, report, skip, level, masks=False)
@@ -92,12 +101,8 @@ def check_dataset(node: dict[str, Any], split: str, level: Level = "full") -> Sp
         list_file = root / "ImageSets" / "Segmentation" / f"{params.get('split', 'train')}.txt"
         ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
         pairs = [(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png", i) for i in ids]
-        from detseg.data.voc import read_class_names
-
         _check_label_maps(pairs, len(read_class_names(root, params.get("class_names"))) + 1, 255, report, skip, level)
     elif name == "seg_folder":
-        from detseg.data.formats import IMAGE_SUFFIXES
-
         image_dir, mask_dir = Path(params["image_dir"]), Path(params["mask_dir"])
         images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         pairs = [(p, mask_dir / f"{p.stem}.png", p.name) for p in images]
@@ -134,8 +139,6 @@ def _check_labeled(labeled: LabeledSet, report: SplitReport, skip: set[str], lev
 
 
 def _check_instance_masks(entry, report: SplitReport) -> None:
-    from detseg.structures.masks import segmentation_to_mask
-
     for i, ann in enumerate(entry.annotations):
         segmentation = ann.segmentation
         if not segmentation:
@@ -222,7 +225,5 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_config_data(cfg: Any, splits: tuple[str, ...] = ("train", "val"), level: Level = "full") -> list[SplitReport]:
     """Reports for the config's ``data.<split>`` data sets (resolved, after overrides)."""
-    from detseg.config import to_plain
-
     data = to_plain(cfg.data)
     return [check_dataset(data[split]["dataset"], split, level) for split in splits if data.get(split)]

@@ -67,6 +67,10 @@ class DetectionConfusionMatrix:
             for label in gt.labels[~claimed].tolist():
                 self._matrix[label, background] += 1
 
+    def local_counts(self) -> np.ndarray:
+        """This process's matrix (what :meth:`compute` sums over processes)."""
+        return self._matrix.copy()
+
     def compute(self) -> np.ndarray:
         """The matrix summed over all processes."""
         return sum(gather([self._matrix]))

@@ -78,7 +78,7 @@ def detection_confusion(ground_truth: dict[str, Any], results: Sequence[dict[str
     for image_id, anns in gt_by_image.items():
         matrix.update([instances(pred_by_image[image_id], None, True)], [instances(anns, False, False)],
                       [instances(anns, True, False)])
-    return matrix._matrix.copy()
+    return matrix.local_counts()  # results already gathered: no collective here
 
 
 def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], iou: float, path: Path) -> None:
