@@ -8,9 +8,9 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --no-cache-dir --quiet --upgrade pip
+	$(PY) -m pip install --no-cache-dir --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --no-cache-dir --quiet -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)

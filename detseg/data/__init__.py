@@ -3,7 +3,7 @@
 Importing this package registers every data set and transform.
 """
 
-from detseg.data.base import DetectionDataset
+from detseg.data.base import DetectionDataset, ImageSummary
 from detseg.data.coco import CocoDataset
 from detseg.data.loader import (
     DataConfig,
@@ -24,6 +24,7 @@ __all__ = [
     "CocoDataset",
     "DataConfig",
     "DetectionDataset",
+    "ImageSummary",
     "ImageRecord",
     "LoaderConfig",
     "MinIoURandomCrop",

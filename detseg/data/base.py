@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch.utils.data
 
+from detseg.constants import IGNORE_INDEX
 from detseg.data.record import ImageRecord
 from detseg.structures import DetSample
 from detseg.structures.masks import mask_to_rle
@@ -17,6 +19,21 @@ if TYPE_CHECKING:
 
 Transform = Callable[[ImageRecord, int | None], ImageRecord]
 """Maps a record to a record; the int, when given, seeds its random choices."""
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """What class-balanced sampling and aspect-ratio grouping need of one image.
+
+    Attributes:
+        height, width: of the image file, in pixels.
+        labels: ``int64[N]`` classes of its objects, ignored (crowd / difficult) ones left
+            out; for a data set of label maps only, the values its map holds.
+    """
+
+    height: int
+    width: int
+    labels: np.ndarray
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -42,6 +59,17 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> ImageRecord:
         raise NotImplementedError
+
+    def summary(self, index: int) -> ImageSummary:
+        """Size and classes of image ``index``. This default reads the whole record;
+        data sets that know them from their annotation files answer without the pixels."""
+        record = self.load(index)
+        if self.has_instances:
+            labels = record.labels[~record.ignore]
+        else:
+            labels = np.unique(record.sem_seg) if record.sem_seg is not None else np.zeros(0, np.int64)
+            labels = labels[labels != IGNORE_INDEX].astype(np.int64)
+        return ImageSummary(*record.orig_size, labels)
 
     @property
     def num_classes(self) -> int:

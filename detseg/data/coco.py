@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from detseg.data.base import DetectionDataset, Transform
+from detseg.data.base import DetectionDataset, ImageSummary, Transform
 from detseg.data.io import read_image, read_json
 from detseg.data.record import ImageRecord
 from detseg.data.validation import BoxChecker, check_files_exist, read_skip_list
@@ -141,6 +141,12 @@ class CocoDataset(DetectionDataset):
             ignore=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
             masks=masks,
         )
+
+    def summary(self, index: int) -> ImageSummary:
+        info = self.images[index]
+        labels = [self._label_of[a["category_id"]] for a in self._annotations.get(info["id"], [])
+                  if not a.get("iscrowd", 0)]
+        return ImageSummary(int(info["height"]), int(info["width"]), np.array(labels, np.int64))
 
     def coco_ground_truth(self) -> dict[str, Any]:
         """The annotation file as read, so evaluation sees exactly what pycocotools would."""

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from detseg.config import Component, build, to_plain, validate
+from detseg.errors import ConfigError
 from detseg.data.base import DetectionDataset
 from detseg.data.transforms import build_transforms
 from detseg.proposals.files import ProposalAttacher
@@ -23,6 +24,12 @@ class LoaderConfig:
     ``proposals`` names a proposal file (``.json`` or Detectron2 ``.pkl``, see
     :mod:`detseg.proposals.files`) whose boxes are attached to each image before the
     transforms, for detectors with a ``precomputed`` or ``selective_search`` proposal source.
+
+    Training split only: ``repeat_factor_threshold`` turns on class-balanced repeat-factor
+    sampling (LVIS: images with a class found in fewer than this fraction of the images
+    are repeated, see :func:`detseg.engine.sampler.repeat_factors`; 0.001 in LVIS, try
+    0.1-0.3 on small sets); ``group_by_aspect_ratio`` makes every batch all landscape or
+    all portrait images, so that less of each padded batch is padding.
     """
 
     dataset: Component(DATASETS)
@@ -32,6 +39,8 @@ class LoaderConfig:
     num_workers: int = 0
     drop_last: bool = False
     proposals: str | None = None
+    repeat_factor_threshold: float | None = None
+    group_by_aspect_ratio: bool = False
 
 
 @dataclass
@@ -59,6 +68,10 @@ def build_dataset(loader_cfg: Any, path: str = "data.val") -> DetectionDataset:
     """Build the data set of one split (with its transforms) from a ``LoaderConfig`` node."""
     loader_cfg = to_plain(loader_cfg)
     validate(loader_cfg, LoaderConfig, path)
+    for key in ("repeat_factor_threshold", "group_by_aspect_ratio"):
+        if loader_cfg.get(key) and not path.endswith(".train"):
+            raise ConfigError(f"{path}.{key}: a sampling option of the training split (data.train) only; "
+                              f"evaluation reads every image once")
     transforms = build_transforms(loader_cfg.get("transforms", []), f"{path}.transforms")
     dataset = build(loader_cfg["dataset"], DATASETS, f"{path}.dataset", transforms=transforms)
     if loader_cfg.get("proposals"):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from detseg.constants import IGNORE_INDEX
-from detseg.data.base import DetectionDataset, Transform, coco_annotations
+from detseg.data.base import DetectionDataset, ImageSummary, Transform, coco_annotations
 from detseg.data.io import read_image, read_label_map
 from detseg.data.record import ImageRecord
 from detseg.data.validation import BoxChecker, check_files_exist, read_skip_list
@@ -190,6 +190,12 @@ class VocDataset(DetectionDataset):
                 raise DataError(f"{path}: label values {bad.tolist()} are not classes 0..{self.num_classes}")
             record = record.replace(sem_seg=labels)
         return record
+
+    def summary(self, index: int) -> ImageSummary:
+        if self.objects is None:  # label maps: read them
+            return super().summary(index)
+        objects = self.objects[index]
+        return ImageSummary(objects.height, objects.width, objects.labels[~objects.difficult])
 
     def coco_ground_truth(self) -> dict[str, Any]:
         """Detection ground truth as a COCO dict: ``difficult`` objects are ``iscrowd``."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detseg.data.base import DetectionDataset, Transform
+from detseg.data.base import DetectionDataset, ImageSummary, Transform
 from detseg.data.formats import read_yolo
 from detseg.data.io import read_image
 from detseg.data.record import ImageRecord
@@ -56,6 +56,10 @@ class YoloTxtDataset(DetectionDataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def summary(self, index: int) -> ImageSummary:
+        entry = self.entries[index]
+        return ImageSummary(entry.height, entry.width, np.array([a.label for a in entry.annotations], np.int64))
 
     def load(self, index: int) -> ImageRecord:
         entry = self.entries[index]

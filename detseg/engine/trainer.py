@@ -30,7 +30,7 @@ from detseg.engine.distributed import all_gather_objects, any_process, dist_info
 from detseg.engine.ema import EMAConfig, ModelEMA
 from detseg.engine.evaluate import add_loss_terms, evaluate, validation_loss
 from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
-from detseg.engine.sampler import InfiniteSampler
+from detseg.engine.sampler import InfiniteSampler, aspect_ratio_groups, read_summaries, repeat_factors
 from detseg.errors import ConfigError, DetsegError
 
 
@@ -186,6 +186,23 @@ class Trainer:
         self.stopped_early = False
         segmentation = getattr(model, "task", "detection") == "segmentation"
         self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
+        self.repeat_factors, self.groups = self._sampling_weights()
+
+    def _sampling_weights(self) -> tuple[Any, Any]:
+        """Repeat factors and aspect-ratio groups of the training images, where asked for."""
+        threshold, grouped = self.train_loader.repeat_factor_threshold, self.train_loader.group_by_aspect_ratio
+        if threshold is None and not grouped:
+            return None, None
+        summaries = read_summaries(self.train_set, self.progress)
+        factors = repeat_factors([s.labels for s in summaries], threshold) if threshold is not None else None
+        groups = aspect_ratio_groups([(s.height, s.width) for s in summaries]) if grouped else None
+        if factors is not None:
+            self._say(f"repeat-factor sampling (threshold {threshold:g}): an epoch draws {factors.sum():.0f} "
+                      f"images for {len(factors)} ({factors.mean():.2f} per image, up to {factors.max():.2f})")
+        if groups is not None:
+            self._say(f"aspect-ratio grouping: {int((groups == 0).sum())} landscape/square and "
+                      f"{int((groups == 1).sum())} portrait images, batched apart")
+        return factors, groups
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -259,9 +276,14 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         batch_size = self.train_loader.batch_size
-        sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
-                                  start=self.iteration * batch_size * self.cfg.accumulate,
-                                  rank=self.dist.rank, num_replicas=self.dist.world_size)
+        try:
+            sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
+                                      start=self.iteration * batch_size * self.cfg.accumulate,
+                                      rank=self.dist.rank, num_replicas=self.dist.world_size,
+                                      repeat_factors=self.repeat_factors, groups=self.groups,
+                                      group_size=batch_size * self.dist.world_size)
+        except ValueError as exc:
+            raise ConfigError(f"data.train: {exc}") from None
         # A private generator: creating the loader must not draw from the global RNG, or a
         # resumed run would be one draw out of step with an uninterrupted one.
         return DataLoader(self.train_set, batch_size=batch_size, sampler=sampler,

@@ -2,7 +2,14 @@
 
 from detseg.ops.anchors import AnchorGenerator
 from detseg.ops.boxes import aligned_box_iou, batched_nms, box_iou, nms
-from detseg.ops.losses import cross_entropy, sigmoid_focal_loss, smooth_l1_loss, soft_dice_loss
+from detseg.ops.losses import (
+    class_weight_vector,
+    class_weighted_cross_entropy,
+    cross_entropy,
+    sigmoid_focal_loss,
+    smooth_l1_loss,
+    soft_dice_loss,
+)
 from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE, Matcher, MatchResult
 from detseg.ops.roi import roi_align, roi_pool
 from detseg.ops.sampler import BalancedSampler
@@ -18,6 +25,8 @@ __all__ = [
     "aligned_box_iou",
     "batched_nms",
     "box_iou",
+    "class_weight_vector",
+    "class_weighted_cross_entropy",
     "cross_entropy",
     "nms",
     "roi_align",

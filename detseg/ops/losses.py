@@ -3,11 +3,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 import torchvision.ops as tv_ops
 from torch import Tensor
 
 from detseg.constants import IGNORE_INDEX
+from detseg.errors import ConfigError
+
+
+def class_weight_vector(class_weights: Sequence[float] | None, num_classes: int, where: str) -> Tensor | None:
+    """Per-class loss weights of a detector head as ``float32[num_classes + 1]``: the given
+    weight of each object class, then 1.0 for background (label ``num_classes``).
+
+    A weight multiplies the classification loss term of every prediction assigned to that
+    class; the normalisation stays what it is without weights (as in MMDetection's
+    ``class_weight``), so weights of 1 change nothing and 0 takes a class out of the loss.
+    ``None`` (no weights) stays ``None``.
+    """
+    if class_weights is None:
+        return None
+    weights = [float(w) for w in class_weights]
+    if len(weights) != num_classes:
+        raise ConfigError(f"{where}.class_weights has {len(weights)} values for {num_classes} classes")
+    if any(w < 0 for w in weights):
+        raise ConfigError(f"{where}.class_weights must be >= 0, got {weights}")
+    return torch.tensor([*weights, 1.0], dtype=torch.float32)
 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "sum") -> Tensor:
@@ -39,6 +62,21 @@ def cross_entropy(
         return logits.sum() * 0.0
     return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
                            reduction=reduction)
+
+
+def class_weighted_cross_entropy(
+    logits: Tensor, target: Tensor, class_weights: Tensor | None, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """Mean softmax cross-entropy of ``[N, C]`` logits whose term ``i`` is multiplied by
+    ``class_weights[target[i]]`` (see :func:`class_weight_vector`); the mean is over the
+    targets not ignored, so ``None`` weights give :func:`cross_entropy`."""
+    if class_weights is None:
+        return cross_entropy(logits, target, ignore_index=ignore_index)
+    kept = target != ignore_index
+    if not bool(kept.any()):
+        return logits.sum() * 0.0
+    terms = F.cross_entropy(logits[kept], target[kept], reduction="none")
+    return (terms * class_weights.to(terms)[target[kept]]).sum() / kept.sum()
 
 
 def sigmoid_focal_loss(

@@ -36,7 +36,7 @@ from detseg.models.base import Model
 from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead, select_detections
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
-from detseg.ops import aligned_box_iou, box_iou, cross_entropy, roi_align
+from detseg.ops import aligned_box_iou, box_iou, class_weight_vector, class_weighted_cross_entropy, roi_align
 from detseg.registry import BACKBONES, MODELS, PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
@@ -59,6 +59,8 @@ class RCNN(Model):
     ``proposal_source`` is ``selective_search`` or ``precomputed``. The backbone's last
     ``out_features`` map, max-pooled to a ``pool5_size`` grid when given (7 for VGG-16 at
     224), is pool5. ``crop_batch_size`` regions go through the backbone at once at inference.
+    ``class_weights`` (one per class) weigh the fine-tuning and SVM losses of each class
+    (see :func:`~detseg.ops.losses.class_weight_vector`).
     """
 
     task = "detection"
@@ -87,6 +89,7 @@ class RCNN(Model):
         pool5_size: int | None = None,
         pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
         pixel_std: tuple[float, float, float] = IMAGENET_STD,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if classifier not in ("softmax", "svm"):
@@ -98,6 +101,8 @@ class RCNN(Model):
         self.proposal_source: ProposalSource = build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source",
                                                      input_shape={})
         self.num_classes = num_classes
+        self.register_buffer("class_weights", class_weight_vector(class_weights, num_classes, "model"),
+                             persistent=False)
         self.crop_size = crop_size
         self.context_padding = context_padding
         self.feature_name = list(backbone.output_shape())[-1]
@@ -159,7 +164,8 @@ class RCNN(Model):
         rois, labels, targets, positive_gt = self.roi_sampler(proposals, samples)
         all_labels = torch.cat(labels)
         pool5, fc7 = self.region_features(self.crops(batch.tensor, rois))
-        losses = {"loss_cls": cross_entropy(self.cls_score(fc7), all_labels, ignore_index=-100)}
+        losses = {"loss_cls": class_weighted_cross_entropy(self.cls_score(fc7), all_labels, self.class_weights,
+                                                           ignore_index=-100)}
         losses["loss_box"] = self._regression_loss(pool5.detach(), rois, all_labels, torch.cat(targets),
                                                    positive_gt, samples)
         if self.svm is not None:
@@ -215,7 +221,8 @@ class RCNN(Model):
             negatives = pool_scores[pool_iou[:, c] < self.svm_negative_iou, c]
             k = min(len(negatives), self.svm_negatives_per_positive * max(len(pos), 1))
             hardest = negatives.topk(k).values
-            total = total + F.relu(1 - pos).sum() + F.relu(1 + hardest).sum()
+            weight = 1.0 if self.class_weights is None else self.class_weights[c]
+            total = total + weight * (F.relu(1 - pos).sum() + F.relu(1 + hardest).sum())
             count += len(pos) + k
         return total / max(count, 1) + self.svm_l2 * self.svm.weight.pow(2).sum()
 

@@ -18,7 +18,8 @@ from detseg.ops import (
     Matcher,
     batched_nms,
     box_iou,
-    cross_entropy,
+    class_weight_vector,
+    class_weighted_cross_entropy,
     roi_align,
     roi_pool,
     smooth_l1_loss,
@@ -226,6 +227,8 @@ class StandardRoIHead(nn.Module):
         detections_per_image: top-k kept at inference.
         smooth_l1_beta: of the box loss (0 = L1).
         mask_head: adds Mask R-CNN's mask branch (see :class:`MaskHeadConfig`).
+        class_weights: one weight per class for the classification loss of imbalanced data
+            (see :func:`~detseg.ops.losses.class_weight_vector`).
     """
 
     def __init__(
@@ -246,6 +249,7 @@ class StandardRoIHead(nn.Module):
         detections_per_image: int = 100,
         smooth_l1_beta: float = 1.0,
         mask_head: MaskHeadConfig | None = None,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, in_features, "roi_head")
@@ -262,6 +266,8 @@ class StandardRoIHead(nn.Module):
         self.nms_threshold = nms_threshold
         self.detections_per_image = detections_per_image
         self.smooth_l1_beta = smooth_l1_beta
+        self.register_buffer("class_weights", class_weight_vector(class_weights, num_classes, "roi_head"),
+                             persistent=False)
         self.mask_branch = None
         if mask_head is not None:
             mask_cfg = mask_head if isinstance(mask_head, MaskHeadConfig) else MaskHeadConfig(**mask_head)
@@ -279,7 +285,7 @@ class StandardRoIHead(nn.Module):
         rois, labels, targets, positive_gt = self.sample_rois(proposals, samples)
         class_logits, deltas = self._head(features, rois)
         all_labels, targets = torch.cat(labels), torch.cat(targets)
-        loss_cls = cross_entropy(class_logits, all_labels, ignore_index=-100)
+        loss_cls = class_weighted_cross_entropy(class_logits, all_labels, self.class_weights, ignore_index=-100)
         foreground = torch.nonzero(all_labels < self.num_classes).flatten()
         deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, all_labels[foreground]]
         loss_box = smooth_l1_loss(deltas, targets[foreground], beta=self.smooth_l1_beta, reduction="sum")

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
-from detseg.ops import Matcher, box_iou, smooth_l1_loss
+from detseg.ops import Matcher, box_iou, class_weight_vector, smooth_l1_loss
 from detseg.ops.default_boxes import DefaultBoxGenerator
 from detseg.ops.matcher import POSITIVE
 from detseg.ops.sampler import hard_negative_mining
@@ -52,6 +52,8 @@ class SSDHead(nn.Module):
         variances: centre and size variances of the box encoding (0.1, 0.2).
         score_threshold, nms_threshold, candidates_per_class, detections_per_image:
             inference (0.01, 0.45, 400 and 200, as the reference implementation).
+        class_weights: one weight per class for the classification loss of imbalanced data
+            (see :func:`~detseg.ops.losses.class_weight_vector`).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class SSDHead(nn.Module):
         nms_threshold: float = 0.45,
         candidates_per_class: int = 400,
         detections_per_image: int = 200,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, list(in_features), "ssd head")
@@ -97,6 +100,8 @@ class SSDHead(nn.Module):
         self.nms_threshold = nms_threshold
         self.candidates_per_class = candidates_per_class
         self.detections_per_image = detections_per_image
+        self.register_buffer("class_weights", class_weight_vector(class_weights, num_classes, "ssd head"),
+                             persistent=False)
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
         """-> class logits ``[N, P, C + 1]``, offsets ``[N, P, 4]`` and the map sizes, with
@@ -130,6 +135,8 @@ class SSDHead(nn.Module):
         background_loss = ce.detach().masked_fill(positive, 0.0)  # CE against background = CE of negatives
         negatives = hard_negative_mining(background_loss, positive, self.neg_pos_ratio,
                                          min_negatives=int(self.neg_pos_ratio))
+        if self.class_weights is not None:  # after the mining, which ranks background terms only
+            ce = ce * self.class_weights.to(ce)[labels]
         loss_cls = ce[positive | negatives].sum() / num_positive
         loss_box = smooth_l1_loss(offsets[positive], box_targets[positive], beta=1.0, reduction="sum") / num_positive
         return {"loss_cls": loss_cls, "loss_box": loss_box}

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
-from detseg.ops import box_iou
+from detseg.ops import box_iou, class_weight_vector
 from detseg.ops.kmeans_anchors import shape_iou
 from detseg.registry import DENSE_HEADS
 from detseg.structures import Instances
@@ -71,6 +71,8 @@ class YoloHead(nn.Module):
         objectness_prior: the objectness every prediction starts from (bias init), so that
             the many empty cells do not swamp the first iterations.
         score_threshold, nms_threshold, candidates_per_class, detections_per_image: inference.
+        class_weights: one weight per class for the classification loss of imbalanced data
+            (see :func:`~detseg.ops.losses.class_weight_vector`).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class YoloHead(nn.Module):
         nms_threshold: float = 0.5,
         candidates_per_class: int = 1000,
         detections_per_image: int = 100,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, list(in_features), "yolo head")
@@ -122,6 +125,8 @@ class YoloHead(nn.Module):
             bias = layer[-1].bias.detach().view(len(level_anchors), self.outputs)
             bias.zero_()
             bias[:, 4] = -math.log((1 - objectness_prior) / objectness_prior)
+        self.register_buffer("class_weights", class_weight_vector(class_weights, num_classes, "yolo head"),
+                             persistent=False)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.candidates_per_class = candidates_per_class
@@ -206,10 +211,13 @@ class YoloHead(nn.Module):
         loss_box = self._box_loss(pred_raw, pred_box, torch.stack(target_box), where, image_size).sum()
         logits = pred_raw[:, 5:]
         if self.class_loss == "bce":
-            loss_cls = F.binary_cross_entropy_with_logits(
-                logits, F.one_hot(labels, self.num_classes).to(logits.dtype), reduction="sum")
+            per_object = F.binary_cross_entropy_with_logits(
+                logits, F.one_hot(labels, self.num_classes).to(logits.dtype), reduction="none").sum(-1)
         else:
-            loss_cls = F.cross_entropy(logits, labels, reduction="sum")
+            per_object = F.cross_entropy(logits, labels, reduction="none")
+        if self.class_weights is not None:
+            per_object = per_object * self.class_weights.to(per_object)[labels]
+        loss_cls = per_object.sum()
         return {"loss_box": self.lambda_box * loss_box / num_positive, "loss_obj": self.lambda_obj * loss_obj,
                 "loss_cls": self.lambda_cls * loss_cls / num_positive}
 

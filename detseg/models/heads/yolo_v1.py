@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
-from detseg.ops import aligned_box_iou
+from detseg.ops import aligned_box_iou, class_weight_vector
 from detseg.registry import DENSE_HEADS
 from detseg.structures import Instances
 
@@ -93,13 +93,16 @@ def decode_grid_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
 
 
 def yolo_v1_loss(predictions: Tensor, targets: Sequence[GridTargets], image_size: tuple[int, int],
-                 boxes_per_cell: int, lambda_coord: float = 5.0, lambda_noobj: float = 0.5) -> dict[str, Tensor]:
+                 boxes_per_cell: int, lambda_coord: float = 5.0, lambda_noobj: float = 0.5,
+                 class_weights: Tensor | None = None) -> dict[str, Tensor]:
     """The four loss terms of the module docstring, averaged over the batch.
 
     Args:
         predictions: ``[N, S, S, B * 5 + C]`` after the output activations.
         targets: one :class:`GridTargets` per image.
         image_size: ``(height, width)`` of the (resized) input all boxes refer to.
+        class_weights: ``[C + 1]`` (see :func:`~detseg.ops.losses.class_weight_vector`): a
+            cell's class term is multiplied by the weight of its object's class.
     """
     n, s, _, _ = predictions.shape
     b = boxes_per_cell
@@ -121,7 +124,10 @@ def yolo_v1_loss(predictions: Tensor, targets: Sequence[GridTargets], image_size
     loss_coord = lambda_coord * coord[responsible].sum()
     loss_obj = (pred_conf - iou)[responsible].pow(2).sum()
     loss_noobj = lambda_noobj * pred_conf[~responsible].pow(2).sum()
-    loss_cls = (pred_cls - target_cls).pow(2).sum(-1)[has_object].sum()
+    class_terms = (pred_cls - target_cls).pow(2).sum(-1)
+    if class_weights is not None:
+        class_terms = class_terms * (target_cls * class_weights[:-1].to(target_cls)).sum(-1)
+    loss_cls = class_terms[has_object].sum()
     return {"loss_coord": loss_coord / n, "loss_obj": loss_obj / n, "loss_noobj": loss_noobj / n,
             "loss_cls": loss_cls / n}
 
@@ -143,6 +149,8 @@ class YoloV1Head(nn.Module):
         hidden_dim: width of the FC layer or the 3x3 conv.
         lambda_coord, lambda_noobj: loss weights (5 and 0.5).
         score_threshold, nms_threshold, detections_per_image: inference.
+        class_weights: one weight per class for the classification loss of imbalanced data
+            (see :func:`~detseg.ops.losses.class_weight_vector`).
     """
 
     def __init__(
@@ -161,6 +169,7 @@ class YoloV1Head(nn.Module):
         score_threshold: float = 0.05,
         nms_threshold: float = 0.5,
         detections_per_image: int = 100,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         spec = select_features(input_shape, [in_feature], "yolo_v1 head")[in_feature]
@@ -191,6 +200,8 @@ class YoloV1Head(nn.Module):
         self.head_type = head_type
         self.lambda_coord = lambda_coord
         self.lambda_noobj = lambda_noobj
+        self.register_buffer("class_weights", class_weight_vector(class_weights, num_classes, "yolo_v1 head"),
+                             persistent=False)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.detections_per_image = detections_per_image
@@ -207,7 +218,7 @@ class YoloV1Head(nn.Module):
         targets = [build_grid_targets(g.boxes.tensor, g.labels, image_size, self.grid_size, self.num_classes)
                    for g in gt]
         return yolo_v1_loss(self(features), targets, image_size, self.boxes_per_cell, self.lambda_coord,
-                            self.lambda_noobj)
+                            self.lambda_noobj, self.class_weights)
 
     @torch.no_grad()
     def predict(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> list[Instances]:
