@@ -4,12 +4,15 @@ The exported graph takes one image, ``uint8[3, H, W]`` RGB after the config's va
 transforms (the normalisation is inside the graph), and returns:
 
 - detectors: ``boxes float32[N, 4]`` (xyxy pixels of that image), ``scores float32[N]``,
-  ``labels int64[N]`` (``0..C-1``), postprocessing (score threshold, NMS, top-k) included;
+  ``labels int64[N]`` (``0..C-1``), postprocessing (score threshold, NMS, top-k) included,
+  and for Mask R-CNN ``masks uint8[N, H, W]`` (0/1, pasted into the image);
 - segmenters: ``labels int64[H, W]``, the class per pixel.
 
-Models are exported for the image size they are traced at (anchors, box clipping and the
-padding to the backbone's stride are computed from it): resize inputs to that size, as the
-config's validation transforms do. Running the file on another size is refused, naming both.
+Segmenters are exported for any image size (they are fully convolutional, and the padding
+to the backbone's stride is computed in the graph). Detectors are exported for the size they
+are traced at (their anchors or default boxes and the box clipping are computed from it):
+resize inputs to that size, as the config's validation transforms do. Running a detector's
+file on another size is refused, naming both.
 
 :func:`parity_check` runs the exported file (onnxruntime, or ``torch.jit.load``) and the
 PyTorch model on validation images and compares their outputs and their metric; it raises
@@ -18,6 +21,7 @@ PyTorch model on validation images and compares their outputs and their metric; 
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,6 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from detseg.errors import DetsegError
+from detseg.models.heads.external_proposals import PrecomputedProposals
+from detseg.models.preprocessor import rescale_instances
 from detseg.structures import Boxes, DetSample, Instances
 
 Format = Literal["onnx", "torchscript"]
@@ -46,21 +52,38 @@ class ExportableModel(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.task = getattr(model, "task", "detection")
+        self.has_masks = getattr(getattr(model, "roi_head", None), "mask_branch", None) is not None
 
     def forward(self, image: Tensor):
         sample = DetSample(image=image, image_id=0, orig_size=(image.shape[-2], image.shape[-1]))
         prediction = self.model.predict([sample])[0]
         if self.task == "segmentation":
             return prediction
-        return prediction.boxes.tensor, prediction.scores, prediction.labels
+        outputs = (prediction.boxes.tensor, prediction.scores, prediction.labels)
+        return (*outputs, prediction.masks.to(torch.uint8)) if self.has_masks else outputs
+
+    def output_names(self) -> list[str]:
+        if self.task == "segmentation":
+            return ["labels"]
+        return ["boxes", "scores", "labels", "masks"] if self.has_masks else ["boxes", "scores", "labels"]
 
 
-def output_names(task: str) -> list[str]:
-    return ["labels"] if task == "segmentation" else ["boxes", "scores", "labels"]
+SHAPE_FILE = "detseg_input_shape.json"
+"""Extra file in a TorchScript export: the input shape it takes, ``null`` where any size goes."""
+
+
+def input_shape(task: str, example: Tensor) -> list[int | None]:
+    """``[3, H, W]`` of what the export takes; ``None`` for a size that may vary."""
+    return [3, None, None] if task == "segmentation" else list(example.shape)
 
 
 def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path, opset: int = 17) -> Path:
-    """Trace ``model`` on ``example`` (``uint8[3, H, W]``) and write ``out``."""
+    """Trace ``model`` on ``example`` (``uint8[3, H, W]``) and write ``out``: for any image
+    size (segmenters) or for the example's (detectors)."""
+    if isinstance(getattr(model, "proposal_source", None), PrecomputedProposals):
+        raise ExportError(f"{type(model).__name__} takes its proposals from selective search or a proposal "
+                          f"file, outside the network, so no graph can hold it; export a Faster R-CNN (RPN "
+                          f"proposals) instead")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportableModel(model).eval()
@@ -73,11 +96,16 @@ def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
+            shape = input_shape(wrapper.task, example)
             if fmt == "torchscript":
-                torch.jit.trace(wrapper, (example,), check_trace=False).save(str(out))
+                torch.jit.save(torch.jit.trace(wrapper, (example,), check_trace=False), str(out),
+                               _extra_files={SHAPE_FILE: json.dumps(shape)})
             elif fmt == "onnx":
+                dynamic = {"image": {1: "height", 2: "width"}, "labels": {0: "height", 1: "width"}} \
+                    if shape[1] is None else None
                 torch.onnx.export(wrapper, (example,), str(out), dynamo=False, opset_version=opset,
-                                  input_names=["image"], output_names=output_names(wrapper.task))
+                                  input_names=["image"], output_names=wrapper.output_names(),
+                                  dynamic_axes=dynamic)
             else:
                 raise ExportError(f"unknown export format '{fmt}' (onnx, torchscript)")
         except ExportError:
@@ -94,23 +122,33 @@ def load_exported(path: str | Path) -> Callable[[Tensor], tuple[Tensor, ...]]:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        expected = list(session.get_inputs()[0].shape)
+        expected = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]
 
         def run_onnx(image: Tensor) -> tuple[Tensor, ...]:
-            if list(image.shape) != expected:
-                raise ExportError(f"{path} was exported for images of shape {expected} (uint8, 3 x H x W), "
-                                  f"got {list(image.shape)}; resize to its size first")
+            check_input_shape(path, expected, image)
             return tuple(torch.from_numpy(o) for o in session.run(None, {"image": image.cpu().numpy()}))
 
         return run_onnx
-    module = torch.jit.load(str(path), map_location="cpu")
+    extra = {SHAPE_FILE: ""}
+    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    script_expected = json.loads(extra[SHAPE_FILE]) if extra[SHAPE_FILE] else None
 
     def run_script(image: Tensor) -> tuple[Tensor, ...]:
+        if script_expected is not None:
+            check_input_shape(path, script_expected, image)
         with torch.no_grad():
             out = module(image)
         return out if isinstance(out, tuple) else (out,)
 
     return run_script
+
+
+def check_input_shape(path: Path, expected: list[int | None], image: Tensor) -> None:
+    got = list(image.shape)
+    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+        shown = ["any" if e is None else e for e in expected]
+        raise ExportError(f"{path} was exported for images of shape {shown} (uint8, 3 x H x W), got {got}; "
+                          f"resize to its size first")
 
 
 @dataclass
@@ -121,11 +159,20 @@ class ParityReport:
     torch_metric: float
     exported_metric: float
     mismatched_images: list[int]
+    mask_metrics: tuple[float, float] | None = None  # mask AP of PyTorch and of the export
+
+    def agrees(self, tolerance: float) -> bool:
+        pairs = [(self.torch_metric, self.exported_metric), *([self.mask_metrics] if self.mask_metrics else [])]
+        metrics_ok = all((math.isnan(a) and math.isnan(b)) or abs(a - b) <= tolerance for a, b in pairs)
+        outputs_ok = not self.mismatched_images and (self.metric != "mIoU" or self.max_output_diff <= tolerance)
+        return metrics_ok and outputs_ok
 
     def __str__(self) -> str:
         what = "box difference (pixels)" if self.metric != "mIoU" else "fraction of pixels that differ"
         return (f"parity on {self.images} images: max {what} {self.max_output_diff:.3g}; {self.metric} "
                 f"PyTorch {self.torch_metric:.4f} vs exported {self.exported_metric:.4f}"
+                + (f"; mask AP PyTorch {self.mask_metrics[0]:.4f} vs exported {self.mask_metrics[1]:.4f}"
+                   if self.mask_metrics else "")
                 + (f"; images whose detections differ: {self.mismatched_images[:10]}" if self.mismatched_images else ""))
 
 
@@ -134,8 +181,9 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
     """Run both on ``samples`` (validation images with ground truth) and compare.
 
     Detections must agree image by image (same count, labels, boxes within ``tolerance``
-    pixels, scores within ``tolerance``), and the evaluator's main metric (``AP``, or
-    ``mIoU`` for segmentation) within ``tolerance``. Raises :class:`ExportError` otherwise.
+    pixels, scores within ``tolerance``, mask pixels differing in at most that fraction),
+    and the evaluator's main metric (``AP``, and ``mask_AP`` for Mask R-CNN, or ``mIoU`` for
+    segmentation) within ``tolerance``. Raises :class:`ExportError` otherwise.
     """
     run = load_exported(exported)
     reference = ExportableModel(model).eval()
@@ -169,12 +217,11 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
         torch_eval.update([_instances(expected, size, sample)], [sample.image_id])
         exported_eval.update([_instances(got, size, sample)], [sample.image_id])
     metric = "mIoU" if task == "segmentation" else "AP"
-    torch_metric, exported_metric = torch_eval.compute()[metric], exported_eval.compute()[metric]
-    report = ParityReport(len(samples), worst, metric, torch_metric, exported_metric, mismatched)
-    both_nan = math.isnan(torch_metric) and math.isnan(exported_metric)
-    metric_ok = both_nan or abs(torch_metric - exported_metric) <= tolerance
-    output_ok = not mismatched and (task != "segmentation" or worst <= tolerance)
-    if not (metric_ok and output_ok):
+    torch_results, exported_results = torch_eval.compute(), exported_eval.compute()
+    masks = (torch_results["mask_AP"], exported_results["mask_AP"]) if "mask_AP" in torch_results else None
+    report = ParityReport(len(samples), worst, metric, torch_results[metric], exported_results[metric], mismatched,
+                          masks)
+    if not report.agrees(tolerance):
         raise ExportError(f"{exported} does not reproduce the PyTorch model (tolerance {tolerance:g}): {report}")
     return report
 
@@ -190,21 +237,28 @@ def restrict_ground_truth(evaluator: Any, image_ids: Sequence[Any]) -> Any:
 
 
 def _detection_difference(expected: tuple[Tensor, ...], got: tuple[Tensor, ...]) -> float:
-    """The largest box or score difference; ``inf`` when counts or labels differ."""
-    boxes, scores, labels = expected
-    got_boxes, got_scores, got_labels = got
+    """The largest box or score difference, or fraction of mask pixels that differ; ``inf``
+    when counts, labels or mask sizes differ."""
+    boxes, scores, labels, *masks = expected
+    got_boxes, got_scores, got_labels, *got_masks = got
     if got_boxes.shape != boxes.shape or not torch.equal(got_labels.to(labels.dtype), labels):
         return math.inf
     if not len(boxes):
         return 0.0
-    return float(max((got_boxes - boxes).abs().max(), (got_scores - scores).abs().max()))
+    differences = [(got_boxes - boxes).abs().max(), (got_scores - scores).abs().max()]
+    if masks:
+        if got_masks[0].shape != masks[0].shape:
+            return math.inf
+        differences.append((got_masks[0].bool() != masks[0].bool()).float().mean())
+    return float(max(differences))
 
 
 def _instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSample) -> Instances:
     """Detections in the original image's coordinates, as the evaluator wants them."""
-    boxes, scores, labels = outputs
-    scale = torch.tensor([sample.orig_size[1] / size[1], sample.orig_size[0] / size[0]] * 2)
-    return Instances(Boxes(boxes.float() * scale), labels.long(), tuple(sample.orig_size), scores=scores.float())
+    boxes, scores, labels, *masks = outputs
+    instances = Instances(Boxes(boxes.float()), labels.long(), size, scores=scores.float(),
+                          masks=torch.as_tensor(masks[0]).bool() if masks else None)
+    return rescale_instances(instances, tuple(sample.orig_size))
 
 
 __all__ = ["ExportError", "ExportableModel", "ParityReport", "export_model", "load_exported", "parity_check"]

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from detseg.config import Component, build, to_plain, validate
-from detseg.errors import ConfigError
 from detseg.data.base import DetectionDataset
 from detseg.data.transforms import build_transforms
+from detseg.errors import ConfigError
 from detseg.proposals.files import ProposalAttacher
 from detseg.registry import DATASETS, TRANSFORMS
 from detseg.structures import DetSample

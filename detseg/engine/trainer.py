@@ -30,7 +30,12 @@ from detseg.engine.distributed import all_gather_objects, any_process, dist_info
 from detseg.engine.ema import EMAConfig, ModelEMA
 from detseg.engine.evaluate import add_loss_terms, evaluate, validation_loss
 from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
-from detseg.engine.sampler import InfiniteSampler, aspect_ratio_groups, read_summaries, repeat_factors
+from detseg.engine.sampler import (
+    InfiniteSampler,
+    aspect_ratio_groups,
+    read_summaries,
+    repeat_factors,
+)
 from detseg.errors import ConfigError, DetsegError
 
 

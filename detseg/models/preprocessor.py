@@ -48,13 +48,15 @@ class Preprocessor(nn.Module):
         device = self.pixel_mean.device
         sizes = [s.image_size for s in samples]
         divisor = self.size_divisibility
-        height = -(-max(h for h, _ in sizes) // divisor) * divisor
-        width = -(-max(w for _, w in sizes) // divisor) * divisor
-        batch = torch.zeros(len(samples), 3, height, width, device=device)
-        for i, sample in enumerate(samples):
+        # rounded up with non-negative operands only: ONNX's integer Div truncates
+        height = (max(h for h, _ in sizes) + divisor - 1) // divisor * divisor
+        width = (max(w for _, w in sizes) + divisor - 1) // divisor * divisor
+        padded = []
+        for sample in samples:
             image = (sample.image.to(device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
-            batch[i, :, : image.shape[1], : image.shape[2]] = image
-        return ImageBatch(batch, sizes)
+            # F.pad with sizes read off the tensors: a traced export keeps the image size dynamic
+            padded.append(F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1])))
+        return ImageBatch(torch.stack(padded), sizes)
 
 
 def rescale_instances(instances: Instances, orig_size: tuple[int, int]) -> Instances:

@@ -26,7 +26,7 @@ def roi_pool(
 ) -> Tensor:
     """RoI max pooling (Fast R-CNN). ``features[B, C, H, W]`` -> ``Tensor[sum K_i, C, *output_size]``."""
     rois = rois_with_batch_index(boxes).to(features)
-    if rois.shape[0] == 0:
+    if rois.shape[0] == 0 and not torch.jit.is_tracing():  # traced, the example's count must not stick
         h, w = _pair(output_size)
         return features.new_zeros((0, features.shape[1], h, w))
     return tv_ops.roi_pool(features, rois, _pair(output_size), spatial_scale)
@@ -45,7 +45,7 @@ def roi_align(
     ``features[B, C, H, W]`` -> ``Tensor[sum K_i, C, *output_size]``.
     """
     rois = rois_with_batch_index(boxes).to(features)
-    if rois.shape[0] == 0:
+    if rois.shape[0] == 0 and not torch.jit.is_tracing():  # traced, the example's count must not stick
         h, w = _pair(output_size)
         return features.new_zeros((0, features.shape[1], h, w))
     return tv_ops.roi_align(features, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)

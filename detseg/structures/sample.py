@@ -57,8 +57,8 @@ class DetSample:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """``(height, width)`` of ``image``."""
-        return int(self.image.shape[1]), int(self.image.shape[2])
+        """``(height, width)`` of ``image`` (plain ints; traced values while an export traces)."""
+        return self.image.shape[1], self.image.shape[2]
 
     def to(self, device: torch.device | str) -> DetSample:
         return DetSample(

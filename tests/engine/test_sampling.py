@@ -50,7 +50,7 @@ def test_grouped_batches_hold_one_orientation_on_every_rank():
 
 
 def test_a_resumed_stream_with_both_options_continues_the_uninterrupted_one():
-    options = dict(seed=2, repeat_factors=[1.0, 1.7, 2.2, 1.0, 1.0], groups=[0, 1, 0, 1, 0], group_size=2)
+    options = {"seed": 2, "repeat_factors": [1.0, 1.7, 2.2, 1.0, 1.0], "groups": [0, 1, 0, 1, 0], "group_size": 2}
     stream = [next(it) for it in [iter(InfiniteSampler(5, **options))] for _ in range(60)]
     later = iter(InfiniteSampler(5, start=22, **options))
     assert [next(later) for _ in range(38)] == stream[22:]
@@ -66,11 +66,9 @@ def test_grouping_refuses_a_batch_no_group_can_fill():
 class OrientedSet(DetectionDataset):
     """Blank images, landscape or portrait, with one object of the given class each."""
 
-    class_names = ["common", "rare"]
-    category_ids = [1, 2]
-
     def __init__(self, labels, portrait):
         super().__init__()
+        self.class_names, self.category_ids = ["common", "rare"], [1, 2]
         self.labels, self.portrait = labels, portrait
 
     def __len__(self):

@@ -1,8 +1,6 @@
-"""ONNX export with an onnxruntime parity check on the shapes set (SSD, YOLO, U-Net, FCN), a
-TorchScript export, the CLI, and a broken export that the parity check must catch.
-
-Faster R-CNN is not in the list yet: its traced graph still freezes per-image proposal
-counts in places, and the parity check (rightly) fails it on images other than the example."""
+"""ONNX export with an onnxruntime parity check on the shapes set (Faster and Mask R-CNN, SSD,
+YOLO, YOLO v1, U-Net, FCN, FC-DenseNet), segmenters at any image size, detectors refusing
+another size, TorchScript, the CLI, and a broken export that the parity check must catch."""
 
 import copy
 import subprocess
@@ -14,7 +12,7 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from detseg.deploy import ExportError, export_model, load_exported, parity_check
+from detseg.deploy import ExportableModel, ExportError, export_model, load_exported, parity_check
 from detseg.experiment import (
     build_evaluator,
     build_model_for,
@@ -25,7 +23,8 @@ from detseg.experiment import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SPREAD = 3.0
-FAMILIES = ["ssd/shapes", "yolo/shapes", "unet/shapes", "fcn/fcn8s_shapes"]
+FAMILIES = ["ssd/shapes", "yolo/shapes", "yolo/v1_shapes", "unet/shapes", "fcn/fcn8s_shapes",
+            "tiramisu/fcdensenet56_shapes"]
 
 
 def model_and_images(config: str, num_images: int = 4):
@@ -53,11 +52,65 @@ def test_onnx_export_matches_pytorch(config, tmp_path):
     assert report.exported_metric == pytest.approx(report.torch_metric, abs=1e-3)
 
 
-def test_exported_graph_refuses_another_image_size(tmp_path):
-    model, samples, _ = model_and_images("unet/shapes", 1)
-    path = export_model(model, samples[0].image, "onnx", tmp_path / "unet.onnx")
+@pytest.mark.parametrize("config", ["faster_rcnn/shapes", "mask_rcnn/shapes"])
+def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(config, tmp_path):
+    """Briefly trained, so that the RPN's proposals survive NMS in numbers that differ from
+    image to image: a graph that froze the example's counts fails on the others. Mask
+    R-CNN's masks must match too (as pixels, and through mask AP)."""
+    overrides = [f"output_dir={tmp_path / 'run'}", "train.max_iters=60", "train.eval_every=0",
+                 "train.best_metric=null", "train.schedule.warmup_iters=20", "data.train.batch_size=4",
+                 "data.val.dataset.num_images=12", "data.check=off", "model.proposal_source.nms_threshold=0.3"]
+    config = ROOT / "configs" / f"{config}.yaml"
+    run_dir, _ = train_from_config(config, overrides, progress=False)
+    cfg = load_experiment(config, overrides)
+    dataset = build_split(cfg, "val")
+    model = build_model_for(cfg, dataset)
+    model.load_state_dict(torch.load(run_dir / "last.pt", weights_only=True)["model"])
+    model.eval()
+    samples = [dataset[i] for i in range(len(dataset))]
+    with torch.no_grad():
+        counts = {len(model.proposal_source(*model.features([s]), [s], with_loss=False)[0][0]) for s in samples}
+    assert len(counts) > 1, counts
+    path = export_model(model, samples[0].image, "onnx", tmp_path / "model.onnx")
+    report = parity_check(model, path, samples, lambda: build_evaluator(cfg, dataset), tolerance=1e-3)
+    assert report.max_output_diff <= 1e-3
+    assert report.exported_metric == pytest.approx(report.torch_metric, abs=1e-3)
+    if config == "mask_rcnn/shapes":
+        assert report.mask_metrics is not None and report.mask_metrics[0] > 0
+        assert report.mask_metrics[1] == pytest.approx(report.mask_metrics[0], abs=1e-3)
+
+
+def test_models_with_proposals_from_outside_the_network_are_refused_by_name(tmp_path):
+    from omegaconf import OmegaConf
+
+    from detseg.models import build_model
+
+    model = build_model(OmegaConf.load(ROOT / "configs" / "model" / "rcnn_tiny.yaml"))
+    with pytest.raises(ExportError, match="RCNN takes its proposals from selective search"):
+        export_model(model, torch.zeros(3, 64, 64, dtype=torch.uint8), "onnx", tmp_path / "rcnn.onnx")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_detector_export_refuses_another_image_size(fmt, tmp_path):
+    model, samples, _ = model_and_images("ssd/shapes", 1)
+    path = export_model(model, samples[0].image, fmt, tmp_path / f"ssd.{fmt}")
     with pytest.raises(ExportError, match=r"exported for images of shape \[3, 128, 128\].*got \[3, 96, 160\]"):
         load_exported(path)(torch.zeros(3, 96, 160, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("config", ["unet/shapes", "fcn/fcn8s_shapes"])
+def test_a_segmenter_export_takes_any_image_size(config, fmt, tmp_path):
+    model, samples, _ = model_and_images(config, 1)
+    path = export_model(model, samples[0].image, fmt, tmp_path / f"model.{fmt}")
+    run = load_exported(path)
+    for height, width in [(96, 160), (77, 91)]:  # a stride multiple, and not
+        image = torch.nn.functional.interpolate(samples[0].image[None].float(), size=(height, width))[0]
+        image = image.to(torch.uint8)
+        expected = ExportableModel(model)(image)
+        (got,) = run(image)
+        assert got.shape == (height, width)
+        assert torch.equal(got, expected)
 
 
 def test_broken_export_fails_the_parity_check(tmp_path):

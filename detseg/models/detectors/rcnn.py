@@ -36,7 +36,13 @@ from detseg.models.base import Model
 from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead, select_detections
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
-from detseg.ops import aligned_box_iou, box_iou, class_weight_vector, class_weighted_cross_entropy, roi_align
+from detseg.ops import (
+    aligned_box_iou,
+    box_iou,
+    class_weight_vector,
+    class_weighted_cross_entropy,
+    roi_align,
+)
 from detseg.registry import BACKBONES, MODELS, PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 

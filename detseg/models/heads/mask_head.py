@@ -97,8 +97,8 @@ class MaskBranch(nn.Module):
         probs = self.logits(maps, boxes).sigmoid()
         out, start = [], 0
         for d in detections:
-            n = len(d)
-            image_probs = probs[start:start + n][torch.arange(n), d.labels]
+            n = d.labels.shape[0]  # not len(d): a traced export must not freeze the count
+            image_probs = probs[start:start + n][torch.arange(n, device=probs.device), d.labels]
             start += n
             masks = paste_masks_in_image(image_probs, d.boxes.tensor, d.image_size, threshold)
             out.append(Instances(d.boxes, d.labels, d.image_size, d.scores, masks))

@@ -73,20 +73,21 @@ class RoIPooler(nn.Module):
         all_boxes = torch.cat(boxes)
         if len(maps) == 1 or len(all_boxes) == 0:
             return self._pool(maps[0], boxes, self.strides[0])
-        image_index = torch.cat([torch.full((len(b),), i, device=all_boxes.device) for i, b in enumerate(boxes)])
+        # Sizes come from tensors, never len(), and no level is skipped when empty: a traced
+        # export must not freeze the example image's box counts.
+        image_index = torch.cat([torch.full_like(b[:, 0], i, dtype=torch.int64) for i, b in enumerate(boxes)])
         areas = Boxes(all_boxes).area().clamp(min=1e-6)
         level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size))
         level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
-        out = None
+        pooled, order = [], []
         for k, (feature, stride) in enumerate(zip(maps, self.strides)):
             index = torch.nonzero(level == k).flatten()  # ascending, so grouped by image like _pool's output
-            if index.numel() == 0:
-                continue
-            pooled = self._pool(feature, [all_boxes[index[image_index[index] == i]] for i in range(len(boxes))],
-                                stride)
-            if out is None:
-                out = pooled.new_zeros((len(all_boxes), *pooled.shape[1:]))
-            out[index] = pooled
+            pooled.append(self._pool(feature, [all_boxes[index[image_index[index] == i]] for i in range(len(boxes))],
+                                     stride))
+            order.append(index)
+        pooled = torch.cat(pooled)
+        out = torch.zeros_like(pooled)
+        out[torch.cat(order)] = pooled  # back to the order of the boxes
         return out
 
     def output_size_of(self, channels: int) -> int:
@@ -309,14 +310,16 @@ class StandardRoIHead(nn.Module):
         class_logits, deltas = self._head(features, boxes)
         scores = class_logits.softmax(-1)[:, : self.num_classes]
         decoded = self.box_coder.decode(deltas, torch.cat(boxes)) if len(deltas) else deltas
+        if len(proposals) == 1:  # no split by image, whose sizes a traced export would freeze
+            per_image = [(decoded, scores)]
+        else:
+            sizes = [len(p) for p in proposals]
+            per_image = list(zip(decoded.split(sizes), scores.split(sizes)))
         results = []
-        start = 0
-        for props in proposals:
-            n = len(props)
-            results.append(select_detections(decoded[start:start + n].reshape(n, self.num_classes, 4), scores[start:start + n],
+        for props, (image_boxes, image_scores) in zip(proposals, per_image):
+            results.append(select_detections(image_boxes.reshape(-1, self.num_classes, 4), image_scores,
                                              props.image_size, self.score_threshold, self.nms_threshold,
                                              self.detections_per_image))
-            start += n
         if self.mask_branch is not None:
             results = self.mask_branch.predict([features[n] for n in self.in_features], results)
         return results

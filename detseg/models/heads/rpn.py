@@ -129,7 +129,7 @@ class RPN(ProposalSource):
             keep = boxes.nonempty(self.min_size)
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
             keep = batched_nms(boxes.tensor, scores, levels, self.nms_threshold)[:post_n]
-            out.append(Instances(boxes[keep], torch.zeros(len(keep), dtype=torch.int64, device=scores.device),
+            out.append(Instances(boxes[keep], torch.zeros_like(keep),
                                  size, scores=scores[keep].sigmoid()))
         return out
 
