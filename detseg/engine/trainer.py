@@ -193,11 +193,14 @@ class Trainer:
         self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
         self.repeat_factors, self.groups = self._sampling_weights()
 
-    def _sampling_weights(self) -> tuple[Any, Any]:
+    def _sampling_weights(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Repeat factors and aspect-ratio groups of the training images, where asked for."""
         threshold, grouped = self.train_loader.repeat_factor_threshold, self.train_loader.group_by_aspect_ratio
         if threshold is None and not grouped:
             return None, None
+        if threshold is not None and threshold <= 0:
+            raise ConfigError(f"data.train.repeat_factor_threshold must be > 0 (a fraction of the images), "
+                              f"got {threshold}")
         summaries = read_summaries(self.train_set, self.progress)
         factors = repeat_factors([s.labels for s in summaries], threshold) if threshold is not None else None
         groups = aspect_ratio_groups([(s.height, s.width) for s in summaries]) if grouped else None

@@ -115,6 +115,11 @@ def test_the_trainer_draws_rare_classes_more_often_and_batches_by_orientation(tm
     assert all(len({portrait[i] for i in batch}) == 1 for batch in balanced)
 
 
+def test_a_threshold_that_is_not_a_fraction_is_refused_by_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.train.repeat_factor_threshold must be > 0"):
+        drawn_images(OrientedSet([0, 1], [False, False]), tmp_path, repeat_factor_threshold=0.0)
+
+
 def test_sampling_options_on_an_evaluation_split_are_refused():
     cfg = load_experiment("configs/faster_rcnn/shapes.yaml", ["data.val.repeat_factor_threshold=0.1"])
     with pytest.raises(ConfigError, match=r"data.val.repeat_factor_threshold: a sampling option of the training"):
