@@ -72,14 +72,17 @@ SHAPE_FILE = "detseg_input_shape.json"
 """Extra file in a TorchScript export: the input shape it takes, ``null`` where any size goes."""
 
 
-def input_shape(task: str, example: Tensor) -> list[int | None]:
-    """``[3, H, W]`` of what the export takes; ``None`` for a size that may vary."""
-    return [3, None, None] if task == "segmentation" else list(example.shape)
+def input_shape(model: nn.Module, example: Tensor) -> list[int | None]:
+    """``[3, H, W]`` of what the export of ``model`` takes; ``None`` for a size that may vary
+    (segmenters, unless they predict by sliding window, whose window grid is traced)."""
+    if getattr(model, "task", "detection") == "segmentation" and not getattr(model, "window", None):
+        return [3, None, None]
+    return list(example.shape)
 
 
 def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path, opset: int = 17) -> Path:
-    """Trace ``model`` on ``example`` (``uint8[3, H, W]``) and write ``out``: for any image
-    size (segmenters) or for the example's (detectors)."""
+    """Trace ``model`` on ``example`` (``uint8[3, H, W]``) and write ``out``, for the image
+    sizes :func:`input_shape` says."""
     if isinstance(getattr(model, "proposal_source", None), PrecomputedProposals):
         raise ExportError(f"{type(model).__name__} takes its proposals from selective search or a proposal "
                           f"file, outside the network, so no graph can hold it; export a Faster R-CNN (RPN "
@@ -96,7 +99,7 @@ def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
-            shape = input_shape(wrapper.task, example)
+            shape = input_shape(model, example)
             if fmt == "torchscript":
                 torch.jit.save(torch.jit.trace(wrapper, (example,), check_trace=False), str(out),
                                _extra_files={SHAPE_FILE: json.dumps(shape)})
@@ -261,4 +264,4 @@ def _instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSa
     return rescale_instances(instances, tuple(sample.orig_size))
 
 
-__all__ = ["ExportError", "ExportableModel", "ParityReport", "export_model", "load_exported", "parity_check"]
+__all__ = ["ExportError", "ExportableModel", "ParityReport", "export_model", "input_shape", "load_exported", "parity_check"]

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     from detseg.data import build_dataset
-    from detseg.deploy import ExportError, export_model, parity_check
+    from detseg.deploy import ExportError, export_model, input_shape, parity_check
     from detseg.experiment import build_evaluator
     from detseg.inference.predictor import Predictor
 
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     count = len(dataset) if args.images is None else min(args.images, len(dataset))
     samples = [dataset[i] for i in range(count)]
     out = export_model(predictor.model, samples[0].image, args.format, args.out)
-    print(f"wrote {out} ({args.format}, input uint8[3, {samples[0].image.shape[1]}, {samples[0].image.shape[2]}])")
+    shape = ", ".join("any" if d is None else str(d) for d in input_shape(predictor.model, samples[0].image))
+    print(f"wrote {out} ({args.format}, input uint8[{shape}])")
     if args.no_check:
         return 0
     try:
