@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+from tqdm import tqdm
 
 
 def repeat_factors(labels_per_image: Sequence[np.ndarray], threshold: float) -> np.ndarray:
@@ -40,8 +41,6 @@ def aspect_ratio_groups(sizes: Sequence[tuple[int, int]]) -> np.ndarray:
 def read_summaries(dataset, progress: bool = True) -> list:
     """:meth:`~detseg.data.base.DetectionDataset.summary` of every image (with a progress
     bar, since data sets without annotation files read each image for it)."""
-    from tqdm import tqdm
-
     return [dataset.summary(i) for i in tqdm(range(len(dataset)), desc="reading labels for sampling",
                                              disable=not progress, leave=False)]
 
@@ -83,10 +82,11 @@ class InfiniteSampler(Sampler):
         self.repeat_factors = None if repeat_factors is None else torch.as_tensor(repeat_factors, dtype=torch.float64)
         self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.int64)
         self.group_size = group_size
-        if self.groups is not None and int(torch.bincount(self.groups).max()) < group_size:
-            raise ValueError(f"grouping by aspect ratio needs at least {group_size} images (batch size x "
-                             f"processes) of one orientation; the largest group has "
-                             f"{int(torch.bincount(self.groups).max())}")
+        if self.groups is not None:
+            largest_group = int(torch.bincount(self.groups).max())
+            if largest_group < group_size:
+                raise ValueError(f"grouping by aspect ratio needs at least {group_size} images (batch size "
+                                 f"x processes) of one orientation; the largest group has {largest_group}")
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start * self.num_replicas + self.rank
