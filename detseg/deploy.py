@@ -260,7 +260,7 @@ def _instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSa
     """Detections in the original image's coordinates, as the evaluator wants them."""
     boxes, scores, labels, *masks = outputs
     instances = Instances(Boxes(boxes.float()), labels.long(), size, scores=scores.float(),
-                          masks=torch.as_tensor(masks[0]).bool() if masks else None)
+                          masks=masks[0].bool() if masks else None)
     return rescale_instances(instances, tuple(sample.orig_size))
 
 

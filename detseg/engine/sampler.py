@@ -120,10 +120,11 @@ def runs_of_one_group(order: torch.Tensor, groups: torch.Tensor, run: int) -> to
     """``order`` regrouped into consecutive runs of ``run`` indices of one group each: each
     group fills its own bucket in order, a full bucket is emitted whole; what is left in
     the buckets at the end is dropped."""
+    group_of = groups.tolist()  # plain ints: indexing a tensor item by item is slow
     buckets: dict[int, list[int]] = {}
     out: list[int] = []
     for index in order.tolist():
-        bucket = buckets.setdefault(int(groups[index]), [])
+        bucket = buckets.setdefault(group_of[index], [])
         bucket.append(index)
         if len(bucket) == run:
             out.extend(bucket)
