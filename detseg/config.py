@@ -204,6 +204,9 @@ def validate_component(value: Any, registry: Registry, path: str) -> None:
     for key, item in value.items():
         if key == "name":
             continue
+        if key in registry.shared_keys:
+            validate(item, registry.shared_keys[key], f"{path}.{key}")
+            continue
         if key in SUPPLIED_BY_CALLER:
             raise ConfigError(f"{path}: '{key}' is not set in a {registry.kind} node; it is supplied by code")
         if key not in params and not takes_any:
@@ -337,7 +340,7 @@ def build(node: Any, registry: Registry, path: str, **context: Any) -> Any:
     builder = registry.get(node["name"])
     params, _, takes_any = _signature(builder)
     supplied = {k: v for k, v in context.items() if k in params or takes_any}
-    kwargs = {k: v for k, v in node.items() if k != "name"} | supplied
+    kwargs = {k: v for k, v in node.items() if k != "name" and k not in registry.shared_keys} | supplied
     try:
         return builder(**kwargs)
     except DetsegError:

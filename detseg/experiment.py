@@ -92,13 +92,19 @@ def default_run_dir(config_path: str | Path) -> Path:
     return Path("runs") / name
 
 
-def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None):
-    """The configured model; its class count must match ``dataset``'s."""
+def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None, initialize: bool = True,
+                    verbose: bool = False):
+    """The configured model; its class count must match ``dataset``'s.
+
+    ``initialize``: load the initial weights the config names (see :func:`build_model`);
+    ``verbose`` prints what ``model.init_from`` loaded and re-initialised."""
     from detseg.models import build_model
 
     if cfg.get("model") is None:
         raise ConfigError("config has no model section")
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, initialize=initialize)
+    if verbose and getattr(model, "init_report", None) is not None:
+        print(model.init_report.summary())
     if dataset is not None and getattr(model, "num_classes", None) is not None:
         expected = dataset.num_classes if model.task == "detection" else len(dataset.semantic_class_names)
         if model.num_classes != expected:
@@ -139,7 +145,9 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     train_set = build_split(cfg, "train")
     val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
     evaluator = build_evaluator(cfg, val_set) if val_set is not None and cfg.get("evaluator") else None
-    model = build_model_for(cfg, train_set)  # the same initial weights on every process
+    resuming = cfg.resume and (run_dir / "last.pt").exists()  # the checkpoint holds the weights
+    model = build_model_for(cfg, train_set, initialize=not resuming,
+                            verbose=processes.is_main)  # the same initial weights on every process
     if processes.enabled:
         seed_everything(cfg.seed + processes.rank)  # and their own random draws from here on
     train_cfg = to_dataclass(TrainConfig, to_plain(cfg.train))
@@ -225,7 +233,7 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     cfg = load_experiment(path, [*overrides, "~data.train"])
     processes = init_distributed(cfg.device)  # under torchrun each process evaluates a share
     dataset = build_split(cfg, "val")
-    model = build_model_for(cfg, dataset)
+    model = build_model_for(cfg, dataset, initialize=False)
     load_model_state(model, inference_weights(load_checkpoint(checkpoint)), str(checkpoint))
     device = select_device(cfg.device)
     evaluator = build_evaluator(cfg, dataset)

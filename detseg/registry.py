@@ -41,6 +41,8 @@ class Registry:
         kind: what the registry holds, used in error messages ("backbone", "dataset").
         base: optional base class; config validation uses it to recognise that a
             constructor parameter annotated with ``base`` is built from this registry.
+        shared_keys: keys every node of this kind may set besides its builder's arguments,
+            name -> type annotation; the code that builds the node handles them.
 
     Example:
         >>> DATASETS = Registry("dataset")
@@ -50,9 +52,10 @@ class Registry:
 
     instances: list[Registry] = []  # every registry, so config validation can find them by base
 
-    def __init__(self, kind: str, base: type | None = None) -> None:
+    def __init__(self, kind: str, base: type | None = None, shared_keys: dict[str, Any] | None = None) -> None:
         self.kind = kind
         self.base = base
+        self.shared_keys = dict(shared_keys or {})
         self._entries: dict[str, Callable[..., Any]] = {}
         Registry.instances.append(self)
 
@@ -108,4 +111,5 @@ PROPOSAL_SOURCES = Registry("proposal source")
 ROI_HEADS = Registry("roi head")
 DENSE_HEADS = Registry("dense head")
 SEG_DECODERS = Registry("segmentation decoder")
-MODELS = Registry("model")
+MODELS = Registry("model", shared_keys={"init_from": str | None, "init_strict": bool})
+"""``init_from`` / ``init_strict``: start from a zoo or detseg checkpoint (detseg.zoo.init)."""

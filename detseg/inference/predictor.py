@@ -65,7 +65,7 @@ class Predictor:
         if "config" not in state or "model" not in state:
             raise DataError(f"{path} is not a detseg training checkpoint (no config/model inside)")
         config = state["config"]
-        model = build_model(config["model"])
+        model = build_model(config["model"], initialize=False)
         load_model_state(model, inference_weights(state), str(path))
         return cls(model, config, state.get("meta", {}).get("class_names", []), device)
 

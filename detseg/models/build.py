@@ -6,13 +6,39 @@ from typing import Any
 
 from torch import nn
 
-from detseg.config import build
+from detseg.config import build, to_plain
 from detseg.registry import MODELS
 
 
-def build_model(node: Any) -> nn.Module:
-    """The model named by ``node.name`` with the node's keyword arguments."""
-    return build(node, MODELS, "model")
+def build_model(node: Any, initialize: bool = True) -> nn.Module:
+    """The model named by ``node.name`` with the node's keyword arguments.
+
+    Args:
+        initialize: load the initial weights the node names (``init_from``, a backbone's
+            ``pretrained``). False when a checkpoint's weights replace them anyway (evaluation,
+            inference, resume), so that nothing is read or downloaded for nothing.
+
+    The model built with ``init_from`` carries the :class:`~detseg.zoo.init.InitReport` as
+    ``model.init_report``.
+    """
+    node = to_plain(node)
+    if not initialize:
+        node = without_initial_weights(node)
+    model = build(node, MODELS, "model")
+    if node.get("init_from"):
+        from detseg.zoo.init import initialize_from
+
+        model.init_report = initialize_from(model, node["init_from"], strict=node.get("init_strict", True))
+    return model
+
+
+def without_initial_weights(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` without ``init_from`` and with its backbone's ``pretrained`` unset."""
+    node = {k: v for k, v in node.items() if k not in ("init_from", "init_strict")}
+    backbone = node.get("backbone")
+    if isinstance(backbone, dict) and backbone.get("pretrained"):
+        node["backbone"] = {**backbone, "pretrained": None}
+    return node
 
 
 def build_trunk(backbone: Any, neck: Any | None) -> tuple[Any, Any | None, dict]:

@@ -17,7 +17,7 @@ from detseg.models.base import Model
 from detseg.models.build import build_trunk
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.necks.fpn import Neck
-from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
+from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, ResizeConfig, rescale_instances
 from detseg.registry import BACKBONES, MODELS, NECKS, PROPOSAL_SOURCES, ROI_HEADS
 from detseg.structures import DetSample, Instances
 
@@ -56,12 +56,13 @@ class TwoStageDetector(Model):
 
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
         batch, features = self.features(samples)
+        samples = batch.samples  # the ground truth at the batch's size (the model may resize)
         proposals, losses = self.proposal_source(batch, features, samples, with_loss=True)
         return {**losses, **self.roi_head.loss(features, proposals, samples)}
 
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
         batch, features = self.features(samples)
-        proposals, _ = self.proposal_source(batch, features, samples, with_loss=False)
+        proposals, _ = self.proposal_source(batch, features, batch.samples, with_loss=False)
         detections = self.roi_head.predict(features, proposals)
         return [rescale_instances(d.to("cpu"), s.orig_size) for d, s in zip(detections, samples)]
 
@@ -77,12 +78,18 @@ def build_faster_rcnn(
     neck: Component(NECKS) | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
+    resize: ResizeConfig | None = None,
+    size_divisibility: int | None = None,
 ) -> TwoStageDetector:
     """Faster R-CNN (Ren et al. 2015): the proposal source is normally ``{name: rpn}``.
-    Mask R-CNN (He et al. 2017) is the same with ``roi_head.mask_head`` set."""
+    Mask R-CNN (He et al. 2017) is the same with ``roi_head.mask_head`` set.
+
+    ``resize`` resizes inside the model as torchvision does (its zoo configs set it);
+    ``size_divisibility`` pads to a multiple of this (default: the backbone's largest stride)."""
     backbone_module, neck_module, shape = build_trunk(backbone, neck)
+    divisor = size_divisibility or backbone_module.size_divisibility
     return TwoStageDetector(
-        Preprocessor(pixel_mean, pixel_std, backbone_module.size_divisibility),
+        Preprocessor(pixel_mean, pixel_std, divisor, resize),
         backbone_module,
         neck_module,
         build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source", input_shape=shape),
