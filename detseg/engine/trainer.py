@@ -59,7 +59,11 @@ class TrainConfig:
     step ``optimizer.lr`` was tuned for; when set, the LR is scaled linearly to the
     effective batch (Goyal et al. 2017). ``sync_bn``: BatchNorm statistics over all
     processes (CUDA only). ``find_unused_parameters``: needed by DDP when a step may leave
-    some parameters without gradient (e.g. a mask head on a batch without objects)."""
+    some parameters without gradient (e.g. a mask head on a batch without objects).
+
+    ``freeze_backbone``: the first that many iterations train everything but the backbone
+    (its weights and BatchNorm statistics stay as loaded, and its backward is skipped); -1
+    freezes it for the whole run. The usual start of a fine-tuning from pretrained weights."""
 
     max_iters: int = 1000
     accumulate: int = 1
@@ -77,6 +81,7 @@ class TrainConfig:
     reference_batch: int | None = None
     sync_bn: bool = False
     find_unused_parameters: bool = True
+    freeze_backbone: int = 0
 
 
 def select_device(name: str) -> torch.device:
@@ -173,7 +178,8 @@ class Trainer:
         if cfg.patience is not None and not (cfg.best_metric and cfg.eval_every):
             raise ConfigError("train.patience needs train.best_metric and train.eval_every: early stopping "
                               "watches the metric at each evaluation")
-        self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        self.optimizer = build_optimizer(self.model, cfg.optimizer)  # with every trainable parameter
+        self.backbone_trainable = self._backbone_trainable_parameters()
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_iters)
         self.use_fp16 = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_fp16)
@@ -192,6 +198,25 @@ class Trainer:
         segmentation = getattr(model, "task", "detection") == "segmentation"
         self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
         self.repeat_factors, self.groups = self._sampling_weights()
+
+    def _backbone_trainable_parameters(self) -> list[torch.nn.Parameter]:
+        if not self.cfg.freeze_backbone:
+            return []
+        if self.cfg.freeze_backbone < -1:
+            raise ConfigError(f"train.freeze_backbone must be -1 (the whole run) or >= 0, got {self.cfg.freeze_backbone}")
+        backbone = getattr(self.model, "backbone", None)
+        if not isinstance(backbone, torch.nn.Module):
+            raise ConfigError(f"train.freeze_backbone: model {type(self.model).__name__} has no backbone")
+        return [p for p in backbone.parameters() if p.requires_grad]
+
+    def _freeze_backbone_for(self, iteration: int) -> None:
+        """Before the step of ``iteration`` (0-based): freeze or release the backbone."""
+        if not self.backbone_trainable:
+            return
+        frozen = self.cfg.freeze_backbone == -1 or iteration < self.cfg.freeze_backbone
+        self.model.backbone.train(not frozen)  # frozen BatchNorm keeps its statistics
+        for p in self.backbone_trainable:
+            p.requires_grad_(not frozen)  # no gradient: the optimizer leaves the weight alone
 
     def _sampling_weights(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Repeat factors and aspect-ratio groups of the training images, where asked for."""
@@ -322,6 +347,7 @@ class Trainer:
             start_time = time.perf_counter()
             self._say(self._batch_summary())
             while self.iteration < end and not self.stopped_early:
+                self._freeze_backbone_for(self.iteration)
                 losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
                 bar.update(1)

@@ -87,12 +87,16 @@ class Preprocessor(nn.Module):
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
+        self.register_buffer("unit_mean", torch.tensor([m / 255 for m in pixel_mean]).view(3, 1, 1), persistent=False)
+        self.register_buffer("unit_std", torch.tensor([s / 255 for s in pixel_std]).view(3, 1, 1), persistent=False)
         self.size_divisibility = size_divisibility
         self.resize = as_resize(resize)
 
     def forward(self, samples: Sequence[DetSample]) -> ImageBatch:
         device = self.pixel_mean.device
-        images = [(s.image.to(device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std for s in samples]
+        # in 0..1 units as torchvision does, so a zoo model sees its inputs to the last bit
+        images = [(s.image.to(device, non_blocking=True).float() / 255 - self.unit_mean) / self.unit_std
+                  for s in samples]
         samples = list(samples)
         if self.resize is not None:
             images = [self._resize(image) for image in images]

@@ -97,3 +97,30 @@ def paste_masks_in_image(
     pasted = F.grid_sample(masks[:, None], grid, mode="bilinear", align_corners=False,
                            padding_mode="zeros")
     return pasted[:, 0] >= threshold
+
+
+def paste_masks_like_torchvision(masks: Tensor, boxes: Tensor, image_size: tuple[int, int],
+                                 threshold: float = 0.5) -> Tensor:
+    """:func:`paste_masks_in_image` by torchvision's rule (``roi_heads.paste_masks_in_image``),
+    for the zoo models trained with it: each mask gets a one-cell zero border and its box is
+    scaled to match, the box is truncated to whole pixels (its size counts both end pixels),
+    and the mask is resized bilinearly onto it. Same arguments and result."""
+    height, width = image_size
+    n, m = masks.shape[0], masks.shape[-1]
+    out = torch.zeros((n, height, width), dtype=torch.bool, device=masks.device)
+    if n == 0:
+        return out
+    padded = F.pad(masks, (1, 1, 1, 1))
+    scale = (m + 2) / m
+    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
+    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
+    cx, cy = (boxes[:, 2] + boxes[:, 0]) * 0.5, (boxes[:, 3] + boxes[:, 1]) * 0.5
+    expanded = torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=1).to(torch.int64)
+    for i, (x1, y1, x2, y2) in enumerate(expanded.tolist()):
+        w, h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+        resized = F.interpolate(padded[i][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        x0, x1_ = max(x1, 0), min(x2 + 1, width)
+        y0, y1_ = max(y1, 0), min(y2 + 1, height)
+        if x0 < x1_ and y0 < y1_:
+            out[i, y0:y1_, x0:x1_] = resized[y0 - y1:y1_ - y1, x0 - x1:x1_ - x1] > threshold
+    return out

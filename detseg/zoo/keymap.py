@@ -51,7 +51,8 @@ class MappedState:
 
 
 def map_state_dict(state: dict[str, Tensor], rules: Iterable[Rule]) -> MappedState:
-    """Apply ``rules`` to every key of ``state`` (see the module docstring)."""
+    """Apply ``rules`` to every key of ``state`` (see the module docstring); ``None`` values
+    are renamed without conversion (to compare key sets)."""
     rules = list(rules)
     out, unused, unknown, renamed = {}, {}, [], {}
     for key, tensor in state.items():
@@ -62,7 +63,7 @@ def map_state_dict(state: dict[str, Tensor], rules: Iterable[Rule]) -> MappedSta
             if rule.target is None:
                 unused[key] = rule.why or "not used by detseg"
             else:
-                out[new_key] = rule.convert(tensor) if rule.convert is not None else tensor
+                out[new_key] = rule.convert(tensor) if rule.convert is not None and tensor is not None else tensor
                 renamed[new_key] = key
             break
         else:
@@ -73,6 +74,11 @@ def map_state_dict(state: dict[str, Tensor], rules: Iterable[Rule]) -> MappedSta
 def background_first_to_last(tensor: Tensor) -> Tensor:
     """torchvision's class scores put background at index 0; detseg's at the end."""
     return tensor.roll(-1, dims=0)
+
+
+def drop_background_class(tensor: Tensor) -> Tensor:
+    """torchvision's per-class masks include one for background (index 0); detseg's do not."""
+    return tensor[1:]
 
 
 def drop_background_deltas(tensor: Tensor) -> Tensor:

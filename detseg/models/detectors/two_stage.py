@@ -17,7 +17,7 @@ from detseg.models.base import Model
 from detseg.models.build import build_trunk
 from detseg.models.heads.rpn import ProposalSource
 from detseg.models.necks.fpn import Neck
-from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, ResizeConfig, rescale_instances
+from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, ResizeConfig
 from detseg.registry import BACKBONES, MODELS, NECKS, PROPOSAL_SOURCES, ROI_HEADS
 from detseg.structures import DetSample, Instances
 
@@ -63,8 +63,8 @@ class TwoStageDetector(Model):
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
         batch, features = self.features(samples)
         proposals, _ = self.proposal_source(batch, features, batch.samples, with_loss=False)
-        detections = self.roi_head.predict(features, proposals)
-        return [rescale_instances(d.to("cpu"), s.orig_size) for d, s in zip(detections, samples)]
+        detections = self.roi_head.predict(features, proposals, output_sizes=[s.orig_size for s in samples])
+        return [d.to("cpu") for d in detections]
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,19 +13,23 @@ from torch import Tensor, nn
 from detseg.errors import ConfigError
 from detseg.ops import roi_align
 from detseg.structures import Instances
-from detseg.structures.masks import paste_masks_in_image
+from detseg.structures.masks import paste_masks_in_image, paste_masks_like_torchvision
 
 
 @dataclass
 class MaskHeadConfig:
     """The ``roi_head.mask_head`` node: RoIAlign ``pool_size`` (14), ``num_convs`` 3x3
     convs of ``conv_dim`` channels, a 2x deconvolution, then per-class logits at
-    ``2 * pool_size``; ``loss_weight`` scales the mask loss."""
+    ``2 * pool_size``; ``loss_weight`` scales the mask loss; ``norm`` puts BatchNorm after each
+    conv (torchvision's v2 model); ``paste`` picks how a 28x28 mask goes into the image:
+    ``grid_sample`` (bilinear at pixel centres) or ``torchvision`` (its rule, for its zoo)."""
 
     pool_size: int = 14
     num_convs: int = 4
     conv_dim: int = 256
     loss_weight: float = 1.0
+    norm: bool = False
+    paste: Literal["grid_sample", "torchvision"] = "grid_sample"
 
 
 def mask_targets(gt_masks: Tensor, boxes: Tensor, matched_gt: Tensor, size: int) -> Tensor:
@@ -55,10 +60,12 @@ class MaskBranch(nn.Module):
         self.num_classes = num_classes
         self.loss_weight = cfg.loss_weight
         self.resolution = 2 * cfg.pool_size
+        self.paste = paste_masks_like_torchvision if cfg.paste == "torchvision" else paste_masks_in_image
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(cfg.num_convs):
-            layers += [nn.Conv2d(channels, cfg.conv_dim, 3, padding=1), nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(channels, cfg.conv_dim, 3, padding=1, bias=not cfg.norm))
+            layers += [nn.BatchNorm2d(cfg.conv_dim), nn.ReLU(inplace=True)] if cfg.norm else [nn.ReLU(inplace=True)]
             channels = cfg.conv_dim
         self.convs = nn.Sequential(*layers)
         self.deconv = nn.ConvTranspose2d(channels, cfg.conv_dim, 2, stride=2)
@@ -66,7 +73,8 @@ class MaskBranch(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def logits(self, maps: list[Tensor], boxes: list[Tensor]) -> Tensor:
         x = self.convs(self.pooler(maps, boxes))
@@ -88,18 +96,23 @@ class MaskBranch(nn.Module):
         return self.loss_weight * F.binary_cross_entropy_with_logits(selected, torch.cat(targets))
 
     @torch.no_grad()
-    def predict(self, maps: list[Tensor], detections: list[Instances], threshold: float = 0.5) -> list[Instances]:
-        """Add ``masks`` (``bool[N, H, W]`` at each image's size) to the detections."""
+    def predict(self, maps: list[Tensor], detections: list[Instances], threshold: float = 0.5,
+                output: list[Instances] | None = None) -> list[Instances]:
+        """Add ``masks`` (``bool[N, H, W]``) to the detections.
+
+        ``output``: the same detections at another image size (the original image's); the
+        masks are then pasted there, from features pooled with ``detections``' boxes."""
+        output = detections if output is None else output
         boxes = [d.boxes.tensor for d in detections]
         if sum(len(b) for b in boxes) == 0:
             return [Instances(d.boxes, d.labels, d.image_size, d.scores,
-                              torch.zeros((0, *d.image_size), dtype=torch.bool)) for d in detections]
+                              torch.zeros((0, *d.image_size), dtype=torch.bool)) for d in output]
         probs = self.logits(maps, boxes).sigmoid()
         out, start = [], 0
-        for d in detections:
+        for d in output:
             n = d.labels.shape[0]  # not len(d): a traced export must not freeze the count
             image_probs = probs[start:start + n][torch.arange(n, device=probs.device), d.labels]
             start += n
-            masks = paste_masks_in_image(image_probs, d.boxes.tensor, d.image_size, threshold)
+            masks = self.paste(image_probs, d.boxes.tensor, d.image_size, threshold)
             out.append(Instances(d.boxes, d.labels, d.image_size, d.scores, masks))
         return out

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
+from detseg.models.preprocessor import rescale_instances
 from detseg.ops import (
     BalancedSampler,
     Matcher,
@@ -44,6 +45,8 @@ class RoIPooler(nn.Module):
         spp_levels: the pyramid's grid sides for ``spp``.
         sampling_ratio: RoIAlign sample points per bin side; 0 takes ``ceil(roi side / output_size)``
             (adaptive, as detectron2), which is cheapest for small RoIs.
+        aligned: RoIAlign's half-pixel correction (Detectron2); torchvision's zoo models
+            were trained without it.
     """
 
     def __init__(
@@ -55,8 +58,10 @@ class RoIPooler(nn.Module):
         canonical_size: float = 224.0,
         canonical_level: int = 4,
         spp_levels: Sequence[int] = (1, 2, 4),
+        aligned: bool = True,
     ) -> None:
         super().__init__()
+        self.aligned = aligned
         if kind not in ("roi_align", "roi_pool", "spp"):
             raise ConfigError(f"pooler kind must be 'roi_align', 'roi_pool' or 'spp', got {kind!r}")
         self.spp_levels = list(spp_levels)
@@ -77,7 +82,8 @@ class RoIPooler(nn.Module):
         # export must not freeze the example image's box counts.
         image_index = torch.cat([torch.full_like(b[:, 0], i, dtype=torch.int64) for i, b in enumerate(boxes)])
         areas = Boxes(all_boxes).area().clamp(min=1e-6)
-        level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size))
+        # the small epsilon keeps a box exactly at a level boundary where torchvision puts it
+        level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size) + 1e-6)
         level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
         pooled, order = [], []
         for k, (feature, stride) in enumerate(zip(maps, self.strides)):
@@ -101,7 +107,7 @@ class RoIPooler(nn.Module):
             pyramid = [roi_pool(feature, boxes, level, 1.0 / stride).flatten(1) for level in self.spp_levels]
             return torch.cat(pyramid, dim=1)[:, :, None, None]
         if self.kind == "roi_align":
-            return roi_align(feature, boxes, self.output_size, 1.0 / stride, self.sampling_ratio)
+            return roi_align(feature, boxes, self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
         return roi_pool(feature, boxes, self.output_size, 1.0 / stride)
 
 
@@ -116,6 +122,31 @@ class TwoFCBoxHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
+
+
+class ConvFCBoxHead(nn.Module):
+    """3x3 convolutions (+ BatchNorm) + ReLU on the pooled ``[K, C, S, S]`` features, then
+    flattened through fully connected layers with ReLU (torchvision's ``FastRCNNConvFCHead``,
+    the v2 models' 4 convs + 1 FC)."""
+
+    def __init__(self, in_channels: int, pool_size: int, conv_dims: Sequence[int], fc_dims: Sequence[int],
+                 norm: bool = False) -> None:
+        super().__init__()
+        convs = []
+        for dim in conv_dims:
+            conv = nn.Conv2d(in_channels, dim, 3, padding=1, bias=not norm)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            convs.append(nn.Sequential(conv, nn.BatchNorm2d(dim), nn.ReLU()) if norm else nn.Sequential(conv, nn.ReLU()))
+            in_channels = dim
+        self.convs = nn.Sequential(*convs)
+        dims = [in_channels * pool_size * pool_size, *fc_dims]
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.convs(x).flatten(1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return x
 
 
 class BoxPredictor(nn.Module):
@@ -175,7 +206,8 @@ class RoISampler:
 
 
 def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], score_threshold: float,
-                      nms_threshold: float, top_k: int, candidates_per_class: int | None = None) -> Instances:
+                      nms_threshold: float, top_k: int, candidates_per_class: int | None = None,
+                      min_box_size: float = 1e-3) -> Instances:
     """Detections of one image from class-specific boxes.
 
     Args:
@@ -184,6 +216,7 @@ def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int]
         scores: ``[N, C]`` per proposal and class (background left out).
         candidates_per_class: before NMS, keep only each class's best this many (dense
             heads score thousands of boxes per class).
+        min_box_size: boxes (after clipping) not wider and taller than this are dropped.
 
     Returns:
         boxes scoring above ``score_threshold``, non-empty, per-class NMS at
@@ -199,7 +232,7 @@ def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int]
     # one box per prediction (dense heads) or one per prediction and class (RoI heads)
     flat_boxes = boxes[box_index] if boxes.dim() == 2 else boxes[box_index, flat_labels]
     flat_boxes = Boxes(flat_boxes).clip(image_size).tensor
-    nonempty = Boxes(flat_boxes).nonempty(1e-3)
+    nonempty = Boxes(flat_boxes).nonempty(min_box_size)
     flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
     keep = batched_nms(flat_boxes, flat_scores, flat_labels, nms_threshold)[:top_k]
     return Instances(Boxes(flat_boxes[keep]), flat_labels[keep], image_size, scores=flat_scores[keep])
@@ -230,6 +263,13 @@ class StandardRoIHead(nn.Module):
         mask_head: adds Mask R-CNN's mask branch (see :class:`MaskHeadConfig`).
         class_weights: one weight per class for the classification loss of imbalanced data
             (see :func:`~detseg.ops.losses.class_weight_vector`).
+        conv_dims: 3x3 convolutions before the FC layers (torchvision v2: four of 256); with
+            them, or with ``num_fcs`` other than 2, the box head is a :class:`ConvFCBoxHead`.
+        num_fcs: FC layers of ``fc_dim`` in the box head.
+        norm: BatchNorm after the box head's convolutions.
+        aligned: RoIAlign's half-pixel correction, for boxes and masks (False in torchvision's zoo).
+        min_box_size: detections not wider and taller than this (pixels) are dropped
+            (torchvision: 0.01).
     """
 
     def __init__(
@@ -251,14 +291,26 @@ class StandardRoIHead(nn.Module):
         smooth_l1_beta: float = 1.0,
         mask_head: MaskHeadConfig | None = None,
         class_weights: Sequence[float] | None = None,
+        conv_dims: Sequence[int] = (),
+        num_fcs: int = 2,
+        norm: bool = False,
+        aligned: bool = True,
+        min_box_size: float = 1e-3,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, in_features, "roi_head")
         channels = shared_channels(specs, "roi_head")
         self.in_features = list(in_features)
         self.num_classes = num_classes
-        self.pooler = RoIPooler([spec.stride for spec in specs.values()], pool_size, pooler, sampling_ratio)
-        self.box_head = TwoFCBoxHead(self.pooler.output_size_of(channels), fc_dim)
+        self.pooler = RoIPooler([spec.stride for spec in specs.values()], pool_size, pooler, sampling_ratio,
+                                aligned=aligned)
+        self.min_box_size = min_box_size
+        if conv_dims or num_fcs != 2:
+            if pooler == "spp":
+                raise ConfigError("roi_head: conv_dims need a square pooled grid; pooler 'spp' has none")
+            self.box_head = ConvFCBoxHead(channels, pool_size, conv_dims, [fc_dim] * num_fcs, norm)
+        else:
+            self.box_head = TwoFCBoxHead(self.pooler.output_size_of(channels), fc_dim)
         self.box_predictor = BoxPredictor(fc_dim, num_classes)
         self.box_coder = BoxCoder(box_coder_weights)
         self.roi_sampler = RoISampler(num_classes, self.box_coder, iou_threshold, batch_size_per_image,
@@ -272,7 +324,8 @@ class StandardRoIHead(nn.Module):
         self.mask_branch = None
         if mask_head is not None:
             mask_cfg = mask_head if isinstance(mask_head, MaskHeadConfig) else MaskHeadConfig(**mask_head)
-            mask_pooler = RoIPooler([spec.stride for spec in specs.values()], mask_cfg.pool_size, "roi_align", 2)
+            mask_pooler = RoIPooler([spec.stride for spec in specs.values()], mask_cfg.pool_size, "roi_align", 2,
+                                    aligned=aligned)
             self.mask_branch = MaskBranch(channels, mask_pooler, num_classes, mask_cfg)
 
     def _head(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -304,8 +357,12 @@ class StandardRoIHead(nn.Module):
         return self.roi_sampler(proposals, samples)
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], proposals: Sequence[Instances]) -> list[Instances]:
-        """Decode class-specific boxes, threshold, per-class NMS, keep the top k."""
+    def predict(self, features: dict[str, Tensor], proposals: Sequence[Instances],
+                output_sizes: Sequence[tuple[int, int]] | None = None) -> list[Instances]:
+        """Decode class-specific boxes, threshold, per-class NMS, keep the top k.
+
+        ``output_sizes``: per image, the size to return the detections at (the original
+        image's), boxes scaled and masks pasted there; default: the proposals' size."""
         boxes = [p.boxes.tensor for p in proposals]
         class_logits, deltas = self._head(features, boxes)
         scores = class_logits.softmax(-1)[:, : self.num_classes]
@@ -319,7 +376,10 @@ class StandardRoIHead(nn.Module):
         for props, (image_boxes, image_scores) in zip(proposals, per_image):
             results.append(select_detections(image_boxes.reshape(-1, self.num_classes, 4), image_scores,
                                              props.image_size, self.score_threshold, self.nms_threshold,
-                                             self.detections_per_image))
+                                             self.detections_per_image, min_box_size=self.min_box_size))
+        output = results
+        if output_sizes is not None:
+            output = [rescale_instances(r, size) for r, size in zip(results, output_sizes)]
         if self.mask_branch is not None:
-            results = self.mask_branch.predict([features[n] for n in self.in_features], results)
-        return results
+            output = self.mask_branch.predict([features[n] for n in self.in_features], results, output=output)
+        return output

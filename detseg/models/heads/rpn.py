@@ -53,6 +53,16 @@ class RPN(ProposalSource):
         nms_threshold: IoU of NMS between proposals.
         min_size: proposals narrower or shorter than this (pixels) are dropped.
         smooth_l1_beta: of the box loss.
+        score_threshold: proposals whose objectness probability is below this are dropped
+            before NMS (torchvision's ``rpn_score_thresh``).
+        anchor_offset: where in its cell an anchor is centred (0.5: the centre; 0.0: the
+            top-left corner, as torchvision).
+        round_anchors: round the cell anchors to whole pixels (torchvision).
+        conv_depth: 3x3 conv + ReLU layers before the objectness and delta convs (torchvision's
+            v2 models: 2).
+        strides_from_image: each level's stride is the padded batch size // the map size,
+            per axis (torchvision's rule; it differs from the nominal stride on a pooled
+            level when the padded size is an odd multiple of the coarsest stride).
     """
 
     def __init__(
@@ -69,6 +79,11 @@ class RPN(ProposalSource):
         nms_threshold: float = 0.7,
         min_size: float = 1.0,
         smooth_l1_beta: float = 1.0 / 9,
+        score_threshold: float = 0.0,
+        anchor_offset: float = 0.5,
+        round_anchors: bool = False,
+        strides_from_image: bool = False,
+        conv_depth: int = 1,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, in_features, "rpn")
@@ -77,14 +92,16 @@ class RPN(ProposalSource):
             raise ConfigError(f"rpn: {len(anchor_sizes)} anchor_sizes lists for {len(in_features)} in_features")
         self.in_features = list(in_features)
         self.strides = [spec.stride for spec in specs.values()]
-        self.anchor_generator = AnchorGenerator(anchor_sizes, [aspect_ratios])
+        self.anchor_generator = AnchorGenerator(anchor_sizes, [aspect_ratios], anchor_offset, round_anchors)
+        self.strides_from_image = strides_from_image
+        self.score_threshold = score_threshold
         num_anchors = self.anchor_generator.num_anchors_per_cell
         if len(set(num_anchors)) != 1:
             raise ConfigError("rpn: every level needs the same number of anchors per cell")
-        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.conv = nn.Sequential(*[m for _ in range(conv_depth) for m in (nn.Conv2d(c, c, 3, padding=1), nn.ReLU())])
         self.objectness = nn.Conv2d(c, num_anchors[0], 1)
         self.deltas = nn.Conv2d(c, 4 * num_anchors[0], 1)
-        for layer in (self.conv, self.objectness, self.deltas):
+        for layer in (*self.conv[::2], self.objectness, self.deltas):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
@@ -100,12 +117,16 @@ class RPN(ProposalSource):
         maps = [features[n] for n in self.in_features]
         objectness, deltas = [], []
         for x in maps:
-            t = F.relu(self.conv(x))
+            t = self.conv(x)
             b, _, h, w = t.shape
             # (B, A, H, W) -> (B, H, W, A) -> (B, H*W*A), matching the anchors' order
             objectness.append(self.objectness(t).permute(0, 2, 3, 1).reshape(b, -1))
             deltas.append(self.deltas(t).view(b, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4))
-        anchors = self.anchor_generator([m.shape[-2:] for m in maps], self.strides, device=maps[0].device)
+        strides = self.strides
+        if self.strides_from_image:
+            height, width = batch.tensor.shape[-2:]
+            strides = [(height // m.shape[-2], width // m.shape[-1]) for m in maps]
+        anchors = self.anchor_generator([m.shape[-2:] for m in maps], strides, device=maps[0].device)
         proposals = self._proposals(anchors, objectness, deltas, batch.image_sizes, training=with_loss)
         losses = self._losses(torch.cat(anchors), torch.cat(objectness, 1), torch.cat(deltas, 1), samples) \
             if with_loss else {}
@@ -125,12 +146,11 @@ class RPN(ProposalSource):
                 scores.append(top_scores)
                 levels.append(torch.full((k,), level, device=o.device))
             boxes = Boxes(torch.cat(boxes)).clip(size)
-            scores, levels = torch.cat(scores), torch.cat(levels)
-            keep = boxes.nonempty(self.min_size)
+            scores, levels = torch.cat(scores).sigmoid(), torch.cat(levels)
+            keep = boxes.nonempty(self.min_size) & (scores >= self.score_threshold)
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
             keep = batched_nms(boxes.tensor, scores, levels, self.nms_threshold)[:post_n]
-            out.append(Instances(boxes[keep], torch.zeros_like(keep),
-                                 size, scores=scores[keep].sigmoid()))
+            out.append(Instances(boxes[keep], torch.zeros_like(keep), size, scores=scores[keep]))
         return out
 
     def _losses(self, anchors, objectness, deltas, samples):
