@@ -28,9 +28,9 @@ def test_output_shape_matches_real_outputs(name):
     assert backbone.size_divisibility == max(s.stride for s in shape.values())
 
 
-def test_pretrained_comes_from_a_local_file_only(tmp_path):
+def test_pretrained_from_a_local_file(tmp_path):
     missing = tmp_path / "r18.pth"
-    with pytest.raises(ConfigError, match=r"r18\.pth.*never downloads"):
+    with pytest.raises(ConfigError, match=r"r18\.pth.*weights name such as 'imagenet'"):
         build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
     import torchvision
 
@@ -40,6 +40,16 @@ def test_pretrained_comes_from_a_local_file_only(tmp_path):
     assert torch.equal(backbone.stages["c3"][0][0].conv1.weight, reference.layer2[0].conv1.weight)
     torch.save({"something": torch.zeros(1)}, missing)
     with pytest.raises(ConfigError, match="does not fit backbone"):
+        build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), missing)
+    with pytest.raises(ConfigError, match=r"r18\.pth does not fit backbone 'resnet18': missing keys \[\], "
+                                          r"unexpected keys"):
+        build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), missing)
+    with pytest.raises(ConfigError, match=r"does not fit backbone 'resnet18': size mismatch for fc\.weight"):
+        build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
+    missing.write_text("not a checkpoint")
+    with pytest.raises(ConfigError, match=r"cannot read the pretrained weights .*r18\.pth"):
         build({"name": "resnet18", "pretrained": str(missing)}, BACKBONES, "backbone")
 
 
@@ -106,3 +116,16 @@ def test_vgg16_fcn_fc_layers_as_convolutions_equal_the_classifier(tmp_path):
     torch.testing.assert_close(features["fc7"][0, :, 3, 3], expected[0], rtol=1e-4, atol=1e-4)
     assert {name: s.stride for name, s in backbone.output_shape().items()} == {
         "pool1": 2, "pool2": 4, "pool3": 8, "pool4": 16, "pool5": 32, "fc7": 32}
+
+
+def test_vgg16_fcn_refuses_weights_without_a_classifier():
+    """torchvision's VGG16 IMAGENET1K_FEATURES leaves the classifier NaN; fc6/fc7 would be NaN."""
+    from detseg.models.backbones.torchvision_models import fully_convolutional_vgg
+
+    vgg = torch.nn.Module()
+    vgg.classifier = torch.nn.Sequential(torch.nn.Linear(512 * 7 * 7, 8), torch.nn.ReLU(), torch.nn.Dropout(),
+                                         torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Dropout())
+    with torch.no_grad():
+        vgg.classifier[0].bias.fill_(float("nan"))
+    with pytest.raises(ConfigError, match="NaN in the classifier.*IMAGENET1K_FEATURES"):
+        fully_convolutional_vgg(vgg)

@@ -111,3 +111,26 @@ def test_a_key_that_fits_nowhere_fails_unless_not_strict(zoo_file, tmp_path):
         detseg_model("fasterrcnn_mobilenet_v3_large_320_fpn", odd)
     model = detseg_model("fasterrcnn_mobilenet_v3_large_320_fpn", odd, ["init_strict=false"])
     assert list(model.init_report.not_loaded) == ["proposal_source.conv.0.weight"]
+
+
+@pytest.mark.parametrize("freeze, changes", [(-1, False), (1, True)])
+def test_fine_tuning_keeps_the_backbone_frozen_when_asked(zoo_file, tmp_path, freeze, changes):
+    from detseg.engine.checkpoint import load_checkpoint
+    from detseg.experiment import train_from_config
+    from tests.zoo.parity import ROOT
+
+    _, path = zoo_file("fasterrcnn_mobilenet_v3_large_320_fpn")
+    run_dir, _ = train_from_config(ROOT / "configs/finetune/faster_rcnn_mobilenet_v3_320.yaml", [
+        "data=shapes", "model.roi_head.num_classes=3", f"model.init_from={path}", "train.max_iters=2",
+        f"train.freeze_backbone={freeze}", "train.eval_every=0", "train.schedule.warmup_iters=0",
+        "data.train.dataset.num_images=4", "data.train.batch_size=2", "data.val.dataset.num_images=2",
+        "model.backbone.frozen_bn=false", "model.backbone.frozen_stages=0", f"output_dir={tmp_path / 'run'}"],
+        progress=False)
+    trained = load_checkpoint(run_dir / "last.pt")["model"]
+    zoo = torch.load(path, weights_only=True)
+    backbone = {k: v for k, v in trained.items() if k.startswith("backbone.") and "num_batches" not in k}
+    same = [torch.equal(v, zoo[k.replace("backbone.features.", "backbone.body.")]) for k, v in backbone.items()]
+    assert len(same) > 100
+    assert all(same) != changes  # frozen for good: every weight and statistic to the last bit
+    head = "roi_head.box_head.fc1.weight"
+    assert not torch.equal(trained[head], zoo["roi_heads.box_head.fc6.weight"])  # the rest trained

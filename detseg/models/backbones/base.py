@@ -97,29 +97,86 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def load_pretrained(model: nn.Module, path: str, name: str) -> None:
-    """Load a local state-dict file into ``model`` (strict), never downloading.
+def load_pretrained(model: nn.Module, pretrained: bool | str | Path | None, arch: str) -> None:
+    """Load pretrained weights into the torchvision model ``model`` (``torchvision.models.<arch>``).
+
+    ``pretrained`` is one of:
+
+    - ``None``, ``False`` or empty: keep the random initialisation;
+    - a torchvision weights name: ``imagenet``, ``DEFAULT`` or ``True`` (torchvision's default
+      weights of ``arch``), or a member of ``torchvision.models.get_model_weights(arch)`` such
+      as ``IMAGENET1K_V1`` / ``IMAGENET1K_V2`` (case does not matter). The file is fetched by
+      :func:`detseg.zoo.weights.fetch_state_dict` into the torch hub cache
+      (``$TORCH_HOME/hub/checkpoints/<file name of the URL>``): downloaded once, then read from
+      there, so a file put there by hand works offline;
+    - the path of a local state-dict file of the whole ``torchvision.models.<arch>`` model
+      (a ``{"state_dict": ...}`` wrapper is unwrapped).
+
+    A string is a path when it has a directory part, a weights-file suffix (``.pth``, ``.pt``,
+    ...) or names an existing file; otherwise it is a weights name.
 
     Raises:
-        ConfigError: the file is missing, or its keys do not fit the model.
+        ConfigError: an unknown weights name (the message lists the valid ones), a download
+            that fails (the message names the URL, the cache path and the file name), a
+            missing or unreadable file, or weights that do not fit the model.
     """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(
-            f"pretrained weights for backbone '{name}' not found: {file}. detseg never downloads; "
-            f"save a state dict there first, e.g. torch.save(torchvision.models.{name}("
-            f"weights='DEFAULT').state_dict(), '{file}') on a machine with internet."
-        )
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if pretrained is None or pretrained is False or pretrained == "":
+        return
+    if pretrained is True:
+        pretrained = "DEFAULT"
+    if not isinstance(pretrained, (str, Path)):
+        raise ConfigError(f"backbone '{arch}': pretrained must be a weights name (imagenet, IMAGENET1K_V1, "
+                          f"...) or a file path, not {pretrained!r}")
+    if isinstance(pretrained, Path) or _is_path(pretrained):
+        state, source = _read_state_dict_file(Path(pretrained).expanduser(), arch)
+    else:
+        from detseg.zoo.weights import fetch_state_dict, torchvision_weights
+
+        weights = torchvision_weights(arch, pretrained)
+        state = fetch_state_dict(weights.url, f"torchvision {arch} {weights.name}",
+                                 instead="or set the backbone's pretrained to the path of a copy")
+        source = f"torchvision's {arch} {weights.name} weights ({weights.url})"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape: name the first one
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ConfigError(f"{source} does not fit backbone '{arch}': {lines[min(1, len(lines) - 1)]}") from None
     if missing or unexpected:
         raise ConfigError(
-            f"{file} does not fit backbone '{name}': missing keys {missing[:5]}"
+            f"{source} does not fit backbone '{arch}': missing keys {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
             f"{'...' if len(unexpected) > 5 else ''}"
         )
+
+
+def _read_state_dict_file(file: Path, arch: str) -> tuple[dict[str, Tensor], str]:
+    if not file.is_file():
+        raise ConfigError(
+            f"pretrained weights for backbone '{arch}' not found: {file}. Give an existing state-dict file "
+            f"(e.g. torch.save(torchvision.models.{arch}(weights='DEFAULT').state_dict(), '{file}')) or a "
+            f"torchvision weights name such as 'imagenet' (downloaded into the torch hub cache)."
+        )
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, truncated, or objects other than tensors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot read the pretrained weights {file} of backbone '{arch}': {reason}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{file} is not a state dict (name -> tensor) for backbone '{arch}'")
+    return state, str(file)
+
+
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin", ".ckpt", ".tar", ".safetensors")
+
+
+def _is_path(pretrained: str) -> bool:
+    """``pretrained`` names a file (a directory part, a weights-file suffix or an existing
+    file), not torchvision weights (``IMAGENET1K_V1``, ``ResNet50_Weights.IMAGENET1K_V2``)."""
+    path = Path(pretrained).expanduser()
+    return ("/" in pretrained or "\\" in pretrained or pretrained.startswith("~")
+            or path.suffix.lower() in WEIGHT_FILE_SUFFIXES or path.exists())
 
 
 def freeze(modules: list[nn.Module]) -> None:

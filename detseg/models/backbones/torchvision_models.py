@@ -1,7 +1,9 @@
 """torchvision classification networks as backbones: one registry line per model.
 
 Each entry names the model's modules that make up each output stage; channels and
-strides are measured by one dummy forward pass at construction.
+strides are measured by one dummy forward pass at construction. ``pretrained`` names
+torchvision's weights (``imagenet``, ``IMAGENET1K_V2``, ...), fetched into the torch hub cache,
+or a local file (see :func:`detseg.models.backbones.base.load_pretrained`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def fully_convolutional_vgg(model: nn.Module) -> None:
     so that the map keeps its size, and ``fc7`` a 1x1. Pretrained weights carry over.
     """
     fc6, fc7 = model.classifier[0], model.classifier[3]
+    if not all(torch.isfinite(p.sum()) for p in (fc6.weight, fc6.bias, fc7.weight, fc7.bias)):
+        raise ConfigError("backbone 'vgg16_fcn': the pretrained weights have NaN in the classifier, which "
+                          "becomes fc6/fc7 (torchvision's IMAGENET1K_FEATURES has no classifier); use imagenet")
     conv6 = nn.Conv2d(512, fc6.out_features, 7, padding=3)
     conv7 = nn.Conv2d(fc7.in_features, fc7.out_features, 1)
     with torch.no_grad():
@@ -80,7 +85,10 @@ class TorchvisionBackbone(Backbone):
         out_features: which stage outputs to return (default: all).
         frozen_stages: freeze the parameters of the first ``k`` stages.
         frozen_bn: replace BatchNorm by FrozenBatchNorm (statistics and affine fixed).
-        pretrained: a local state-dict file for the full torchvision model.
+        pretrained: torchvision weights of ``arch`` by name (``imagenet`` / ``DEFAULT`` / ``true``
+            for torchvision's default, or ``IMAGENET1K_V1``, ``IMAGENET1K_V2``, ...), fetched
+            into the torch hub cache ``$TORCH_HOME/hub/checkpoints``; or a local state-dict
+            file of the whole torchvision model. See :func:`~detseg.models.backbones.base.load_pretrained`.
         convert: changes the model in place after the weights are loaded (e.g. adds layers).
         model_kwargs: extra constructor arguments (e.g. ``replace_stride_with_dilation``).
     """
@@ -92,7 +100,7 @@ class TorchvisionBackbone(Backbone):
         out_features: Sequence[str] | None = None,
         frozen_stages: int = 0,
         frozen_bn: bool = False,
-        pretrained: str | None = None,
+        pretrained: bool | str | None = None,
         convert: Callable[[nn.Module], None] | None = None,
         **model_kwargs,
     ) -> None:
@@ -141,7 +149,7 @@ def _register(name: str, stages: dict[str, list[str]], arch: str | None = None,
         out_features: list[str] | None = None,
         frozen_stages: int = 0,
         frozen_bn: bool = False,
-        pretrained: str | None = None,
+        pretrained: bool | str | None = None,
         replace_stride_with_dilation: list[bool] | None = None,
         output_stride: int | None = None,
     ) -> TorchvisionBackbone:
@@ -157,7 +165,9 @@ def _register(name: str, stages: dict[str, list[str]], arch: str | None = None,
         return TorchvisionBackbone(arch, stages, out_features, frozen_stages, frozen_bn, pretrained, convert, **extra)
 
     build.__name__ = name
-    build.__doc__ = f"torchvision's {arch}{' (fully convolutional)' if convert else ''}; stages {list(stages)}."
+    build.__doc__ = (f"torchvision's {arch}{' (fully convolutional)' if convert else ''}; stages {list(stages)}. "
+                     f"pretrained: imagenet, a name of torchvision.models.get_model_weights('{arch}') "
+                     f"(IMAGENET1K_V1, ...) or a state-dict file.")
     BACKBONES.register(name, build)
 
 
