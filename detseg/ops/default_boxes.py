@@ -8,12 +8,17 @@ and each aspect ratio ``a_r`` gives a box of width ``s_k * sqrt(a_r)`` and heigh
 ``s_k / sqrt(a_r)`` (fractions of the input side). Ratio 1 gets one more box of scale
 ``s'_k = sqrt(s_k * s_{k+1})``. Box centres on an ``f_k x f_k`` map are
 ``((j + 0.5) / f_k, (i + 0.5) / f_k)``.
+
+Clipping keeps the boxes inside the image (the paper's reference code), or, as torchvision
+does, clips only each box's width and height to the image side and keeps its centre, so a
+box near the border may reach outside.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -24,8 +29,7 @@ def ssd_scales(num_maps: int, min_scale: float, max_scale: float) -> list[float]
     the last map uses ``sqrt(s_m * 1.0)``, as in the reference implementation)."""
     if num_maps == 1:
         return [min_scale, 1.0]
-    step = (max_scale - min_scale) / (num_maps - 1)
-    return [min_scale + step * k for k in range(num_maps)] + [1.0]
+    return [min_scale + (max_scale - min_scale) * k / (num_maps - 1) for k in range(num_maps)] + [1.0]
 
 
 class DefaultBoxGenerator:
@@ -38,7 +42,9 @@ class DefaultBoxGenerator:
         scales: explicit ``s_1..s_{m+1}`` instead of the formula (m + 1 values).
         steps: per map, input pixels between box centres; ``None`` uses ``input / f_k``
             (the paper). torchvision's SSD300 uses ``[8, 16, 32, 64, 100, 300]``.
-        clip: clip boxes to the image (fractions in ``[0, 1]``).
+        clip: ``True``: clip the boxes to the image (corners in ``[0, 1]``); ``"sizes"``: clip
+            only widths and heights to ``[0, 1]``, centres kept (torchvision's ``clip=True``);
+            ``False``: no clipping.
     """
 
     def __init__(
@@ -48,7 +54,7 @@ class DefaultBoxGenerator:
         max_scale: float = 0.9,
         scales: Sequence[float] | None = None,
         steps: Sequence[float] | None = None,
-        clip: bool = True,
+        clip: bool | Literal["sizes"] = True,
     ) -> None:
         num_maps = len(aspect_ratios)
         if scales is None:
@@ -59,6 +65,8 @@ class DefaultBoxGenerator:
             raise ValueError(f"scales needs {num_maps + 1} values for {num_maps} maps, got {len(scales)}")
         if steps is not None and len(steps) != num_maps:
             raise ValueError(f"steps needs {num_maps} values, got {len(steps)}")
+        if clip not in (True, False, "sizes"):
+            raise ValueError(f"clip is true, false or 'sizes', got {clip!r}")
         for ratios in aspect_ratios:
             if any(r < 1 for r in ratios):
                 raise ValueError(f"aspect_ratios lists ratios >= 1 (each adds r and 1/r), got {list(ratios)}")
@@ -97,15 +105,17 @@ class DefaultBoxGenerator:
         img_h, img_w = image_size
         levels = []
         for k, (fh, fw) in enumerate(feature_sizes):
-            step_y = self.steps[k] / img_h if self.steps else 1.0 / fh
-            step_x = self.steps[k] / img_w if self.steps else 1.0 / fw
-            cy, cx = torch.meshgrid((torch.arange(fh) + 0.5) * step_y, (torch.arange(fw) + 0.5) * step_x,
+            # cells per image side (fractional with steps), divided as torchvision does, to the bit
+            cells_y, cells_x = (img_h / self.steps[k], img_w / self.steps[k]) if self.steps else (fh, fw)
+            cy, cx = torch.meshgrid((torch.arange(fh) + 0.5) / cells_y, (torch.arange(fw) + 0.5) / cells_x,
                                     indexing="ij")
             wh = torch.tensor(self.cell_shapes(k))  # [A, 2]
+            if self.clip == "sizes":
+                wh = wh.clamp(0.0, 1.0)
             centres = torch.stack([cx, cy], -1).reshape(-1, 1, 2)
             boxes = torch.cat([centres - wh / 2, centres + wh / 2], -1).reshape(-1, 4)
             levels.append(boxes)
         boxes = torch.cat(levels)
-        if self.clip:
+        if self.clip is True:
             boxes = boxes.clamp(0.0, 1.0)
         return boxes * torch.tensor([img_w, img_h, img_w, img_h], dtype=boxes.dtype)

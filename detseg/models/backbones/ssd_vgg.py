@@ -92,7 +92,7 @@ class SSDVGG16(Backbone):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f"ssd300_vgg16 needs inputs of at least {self.min_input_size} x {self.min_input_size} "
-                             f"(set model.input_size), got {tuple(x.shape[-2:])}")
+                             f"(set model.input_size or model.resize), got {tuple(x.shape[-2:])}")
         x = self.conv4_3(x)
         maps = [self.l2norm(x)]
         x = self.fc7(x)

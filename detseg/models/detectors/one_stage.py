@@ -1,25 +1,33 @@
 """One-stage detectors: preprocessor -> backbone -> optional neck -> dense head.
 
 The dense head (``model.head``, from the ``DENSE_HEADS`` registry) turns feature maps into
-boxes directly. Detectors that need a fixed input (YOLO v1's grid, SSD300) set
-``input_size``: every image is then resized to ``input_size x input_size`` (aspect ratio not
-kept, as in both papers) inside the model, and boxes are mapped back.
+boxes directly. These detectors take a fixed input (YOLO v1's grid, SSD300): ``input_size``
+resizes every image to ``input_size x input_size`` (aspect ratio not kept, as in both
+papers) inside the model, and boxes are mapped back. ``resize`` is the general form, as
+torchvision's transform does it (the zoo configs set it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.config import Component, build
+from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone
 from detseg.models.base import Model
 from detseg.models.build import build_trunk
 from detseg.models.necks.fpn import Neck
-from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
+from detseg.models.preprocessor import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageBatch,
+    Preprocessor,
+    ResizeConfig,
+    as_resize,
+    rescale_instances,
+)
 from detseg.registry import BACKBONES, DENSE_HEADS, MODELS, NECKS
 from detseg.structures import DetSample, Instances
 
@@ -30,40 +38,43 @@ class OneStageDetector(Model):
 
     task = "detection"
 
-    def __init__(self, preprocessor: Preprocessor, backbone: Backbone, neck: Neck | None, head: nn.Module,
-                 input_size: int) -> None:
+    def __init__(self, preprocessor: Preprocessor, backbone: Backbone, neck: Neck | None, head: nn.Module) -> None:
         super().__init__()
         self.preprocessor = preprocessor
         self.backbone = backbone
         self.neck = neck
         self.head = head
-        self.input_size = input_size
 
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def features(self, samples: Sequence[DetSample]) -> tuple[dict[str, Tensor], tuple[int, int]]:
-        """Resize each normalised image to the square input, then backbone (+ neck)."""
+    def features(self, samples: Sequence[DetSample]) -> tuple[ImageBatch, dict[str, Tensor], tuple[int, int]]:
+        """Normalise, resize and pad (the preprocessor), then backbone (+ neck); also the
+        batch tensor's ``(height, width)``, which the heads' priors are laid on."""
         batch = self.preprocessor(samples)
-        images = [batch.tensor[i:i + 1, :, :h, :w] for i, (h, w) in enumerate(batch.image_sizes)]
-        size = (self.input_size, self.input_size)
-        resized = [F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in images]
-        features = self.backbone(torch.cat(resized))
+        features = self.backbone(batch.tensor)
         if self.neck is not None:
             features = self.neck(features)
-        return features, size
+        return batch, features, (batch.tensor.shape[-2], batch.tensor.shape[-1])
 
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
-        features, size = self.features(samples)
-        gt = [rescale_instances(Instances(s.gt.boxes, s.gt.labels, s.image_size), size) for s in samples]
-        return self.head.loss(features, gt, size)
+        batch, features, size = self.features(samples)
+        return self.head.loss(features, [s.gt for s in batch.samples], size)  # ground truth at the input size
 
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
-        features, size = self.features(samples)
+        batch, features, size = self.features(samples)
         detections = self.head.predict(features, size)
-        # the square input is a rescaled image, so one scaling maps straight to the original
-        return [rescale_instances(d.to("cpu"), s.orig_size) for d, s in zip(detections, samples)]
+        # each image's part of the (padded) batch is a rescaled image: one scaling maps to the original
+        return [rescale_instances(_within(d.to("cpu"), image_size), s.orig_size)
+                for d, image_size, s in zip(detections, batch.image_sizes, samples)]
+
+
+def _within(detections: Instances, image_size: tuple[int, int]) -> Instances:
+    """``detections`` on the padded batch, clipped to the image of ``image_size`` in it."""
+    if detections.image_size == image_size:
+        return detections
+    return Instances(detections.boxes.clip(image_size), detections.labels, image_size, scores=detections.scores)
 
 
 @MODELS.register("ssd")
@@ -72,15 +83,26 @@ class OneStageDetector(Model):
 def build_one_stage(
     backbone: Component(BACKBONES),
     head: Component(DENSE_HEADS),
-    input_size: int,
+    input_size: int | None = None,
     neck: Component(NECKS) | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
+    resize: ResizeConfig | None = None,
+    size_divisibility: int = 1,
 ) -> OneStageDetector:
-    """A one-stage detector; ``head`` names the family (``yolo_v1``, ``yolo``, ``ssd``)."""
+    """A one-stage detector; ``head`` names the family (``yolo_v1``, ``yolo``, ``ssd``).
+
+    Give either ``input_size`` (images resized to that square) or ``resize`` (see
+    :class:`~detseg.models.preprocessor.ResizeConfig`); ``size_divisibility`` pads the batch
+    to a multiple of this. The heads are built for ``input_size``, or the largest side
+    ``resize`` gives."""
+    if (input_size is None) == (resize is None):
+        raise ConfigError("model: give input_size (every image resized to that square) or resize "
+                          "({fixed_size: [height, width]} or {min_size, max_size}), one of them")
+    resize = as_resize(resize) or ResizeConfig(fixed_size=[input_size, input_size])
+    largest_side = max(resize.fixed_size) if resize.fixed_size else resize.max_size
     backbone_module, neck_module, shape = build_trunk(backbone, neck)
     return OneStageDetector(
-        Preprocessor(pixel_mean, pixel_std, 1), backbone_module, neck_module,
-        build(head, DENSE_HEADS, "model.head", input_shape=shape, model_input_size=input_size),
-        input_size,
+        Preprocessor(pixel_mean, pixel_std, size_divisibility, resize), backbone_module, neck_module,
+        build(head, DENSE_HEADS, "model.head", input_shape=shape, model_input_size=largest_side),
     )

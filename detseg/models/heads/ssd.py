@@ -15,15 +15,21 @@ An image without objects keeps ``neg_pos_ratio`` hard negatives, as if it had on
 so that it still teaches the background class.
 
 Labels are ``0..C-1`` for the classes and ``C`` for background.
+
+SSDLite (Sandler et al. 2018, section 6.2) makes each predictor depthwise-separable: a 3x3
+depthwise convolution with BatchNorm and ReLU6, then a 1x1 convolution (``separable``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
 
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
@@ -54,6 +60,8 @@ class SSDHead(nn.Module):
             inference (0.01, 0.45, 400 and 200, as the reference implementation).
         class_weights: one weight per class for the classification loss of imbalanced data
             (see :func:`~detseg.ops.losses.class_weight_vector`).
+        separable: SSDLite's predictors (BatchNorm eps 0.001, momentum 0.03, and weights
+            drawn from N(0, 0.03) as torchvision's) instead of 3x3 convolutions (Xavier).
     """
 
     def __init__(
@@ -67,7 +75,7 @@ class SSDHead(nn.Module):
         max_scale: float = 0.9,
         scales: Sequence[float] | None = None,
         steps: Sequence[float] | None = None,
-        clip: bool = True,
+        clip: bool | Literal["sizes"] = True,
         iou_threshold: float = 0.5,
         neg_pos_ratio: float = 3.0,
         variances: tuple[float, float] = (0.1, 0.2),
@@ -76,6 +84,7 @@ class SSDHead(nn.Module):
         candidates_per_class: int = 400,
         detections_per_image: int = 200,
         class_weights: Sequence[float] | None = None,
+        separable: bool = False,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, list(in_features), "ssd head")
@@ -85,13 +94,19 @@ class SSDHead(nn.Module):
         self.num_classes = num_classes
         self.default_boxes = DefaultBoxGenerator(aspect_ratios, min_scale, max_scale, scales, steps, clip)
         boxes_per_cell = self.default_boxes.num_boxes_per_cell
-        self.classifiers = nn.ModuleList(
-            nn.Conv2d(specs[n].channels, a * (num_classes + 1), 3, padding=1) for n, a in zip(in_features, boxes_per_cell))
-        self.regressors = nn.ModuleList(
-            nn.Conv2d(specs[n].channels, a * 4, 3, padding=1) for n, a in zip(in_features, boxes_per_cell))
-        for conv in [*self.classifiers, *self.regressors]:
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
+        self.classifiers = nn.ModuleList(_predictor(specs[n].channels, a * (num_classes + 1), separable)
+                                         for n, a in zip(in_features, boxes_per_cell))
+        self.regressors = nn.ModuleList(_predictor(specs[n].channels, a * 4, separable)
+                                        for n, a in zip(in_features, boxes_per_cell))
+        for conv in [*self.classifiers.modules(), *self.regressors.modules()]:
+            if not isinstance(conv, nn.Conv2d):
+                continue
+            if separable:
+                nn.init.normal_(conv.weight, std=0.03)
+            else:
+                nn.init.xavier_uniform_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
         self.matcher = Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=True)
         center_variance, size_variance = variances
         self.box_coder = BoxCoder((1 / center_variance, 1 / center_variance, 1 / size_variance, 1 / size_variance))
@@ -152,6 +167,18 @@ class SSDHead(nn.Module):
                               self.candidates_per_class)
             for i in range(len(logits))
         ]
+
+
+def _predictor(in_channels: int, out_channels: int, separable: bool) -> nn.Module:
+    """A 3x3 convolution, or SSDLite's depthwise 3x3 (+ BN + ReLU6) then 1x1."""
+    if not separable:
+        return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+    return nn.Sequential(
+        Conv2dNormActivation(in_channels, in_channels, 3, groups=in_channels, norm_layer=norm,
+                             activation_layer=nn.ReLU6),
+        nn.Conv2d(in_channels, out_channels, 1),
+    )
 
 
 __all__ = ["SSDHead"]
