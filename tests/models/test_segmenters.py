@@ -101,6 +101,26 @@ def test_deeplabv3_with_aspp_on_a_dilated_resnet():
     assert segmentor.eval().predict([sample])[0].shape == (97, 131)
 
 
+@pytest.mark.parametrize("decoder", [
+    {"name": "fcn_head", "in_feature": "c5"},
+    {"name": "aspp", "in_feature": "c5", "channels": 16, "pool_norm": True, "dropout": 0.5},
+])
+def test_torchvision_style_heads_score_an_unpadded_input(decoder):
+    torch.manual_seed(0)
+    segmentor = build_model({"name": "deeplabv3", "num_classes": 3, "decoder": decoder, "size_divisibility": 1,
+                             "backbone": {"name": "resnet18", "out_features": ["c5"]}})
+    sample = DetSample(torch.randint(0, 255, (3, 97, 131), dtype=torch.uint8), 1, (97, 131))
+    assert segmentor.preprocessor.size_divisibility == 1
+    assert segmentor.logits([sample, sample]).shape == (2, 3, 97, 131)  # training: the pool's BN needs 2 images
+    assert segmentor.eval().predict([sample])[0].shape == (97, 131)
+    if decoder["name"] == "aspp":  # torchvision's DeepLabHead: BN in the image-level branch, dropout after fusing
+        assert isinstance(segmentor.decoder.image_pool[2], torch.nn.BatchNorm2d)
+        assert isinstance(segmentor.decoder.fuse[3], torch.nn.Dropout)
+    else:  # torchvision's FCNHead: 3x3 conv (channels / 4, no bias), BN, ReLU, dropout; the head scores it
+        assert segmentor.decoder.layers[0].out_channels == 128 and segmentor.decoder.layers[0].bias is None
+        assert segmentor.head.in_channels == 128 and segmentor.head.bias is not None
+
+
 def test_fcn_unpool_needs_an_encoder_with_every_pooling():
     node = OmegaConf.load(MODELS["fcn8s"])
     node.decoder.upsample = "unpool"

@@ -1,4 +1,5 @@
-"""Fully Convolutional Networks (Long et al., CVPR 2015) and DeepLab v3's ASPP decoder.
+"""Fully Convolutional Networks (Long et al., CVPR 2015), torchvision's FCN head and
+DeepLab v3's ASPP decoder.
 
 FCN: the classifier's fully connected layers become convolutions on the coarsest map
 (``fc6`` a ``fc_kernel x fc_kernel`` convolution, ``fc7`` a 1x1, as VGG-16's 4096-wide FC
@@ -160,21 +161,58 @@ class FCNDecoder(SegDecoder):
         return x
 
 
+@SEG_DECODERS.register("fcn_head")
+class FCNHead(SegDecoder):
+    """torchvision's ``FCNHead`` without its classifier: a 3x3 convolution (no bias),
+    BatchNorm, ReLU and dropout on one map; the Segmentor's 1x1 head scores it and
+    up-samples the scores bilinearly to the input, as torchvision's ``fcn_resnet50`` does
+    on a dilated ResNet's ``c5`` at stride 8.
+
+    ``forward(features) -> Tensor[B, channels, H/s, W/s]`` with ``s`` the map's stride.
+
+    Args:
+        input_shape: the encoder's output shape (supplied by the model builder).
+        in_feature: the map to decode.
+        channels: the convolution's width (default: the map's channels / 4, torchvision's).
+        dropout: element-wise dropout after the ReLU (torchvision: 0.1).
+    """
+
+    def __init__(self, input_shape: dict[str, FeatureSpec], in_feature: str, channels: int | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        spec = select_features(input_shape, [in_feature], "fcn_head decoder")[in_feature]
+        channels = channels or spec.channels // 4
+        self.layers = nn.Sequential(nn.Conv2d(spec.channels, channels, 3, padding=1, bias=False),
+                                    nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.in_feature = in_feature
+        self.out_channels = channels
+        self.output_stride = spec.stride
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        return self.layers(features[self.in_feature])
+
+
 @SEG_DECODERS.register("aspp")
 class ASPPDecoder(SegDecoder):
     """DeepLab v3's Atrous Spatial Pyramid Pooling (Chen et al. 2017) on one map: a 1x1
     convolution, three 3x3 convolutions with dilation ``rates``, and the image-level mean,
     concatenated and fused by a 1x1 convolution, then a 3x3 convolution.
 
+    ``forward(features) -> Tensor[B, channels, H/s, W/s]`` with ``s`` the map's stride.
+    torchvision's ``DeepLabHead`` is ``pool_norm: true, dropout: 0.5`` with rates 12, 24, 36.
+
     Args:
         input_shape: the encoder's output shape (supplied by the model builder).
         in_feature: the map to decode (a dilated ResNet's ``c5`` at stride 8 or 16).
         rates: dilations (6, 12, 18 at output stride 16; double them at 8).
         channels: width of every branch and of the output.
+        pool_norm: BatchNorm in the image-level branch (torchvision's); training then needs
+            batches of more than one image, as a 1x1 map of one image has no variance.
+        dropout: element-wise dropout after the 1x1 fusion (0: none).
     """
 
     def __init__(self, input_shape: dict[str, FeatureSpec], in_feature: str, rates: Sequence[int] = (6, 12, 18),
-                 channels: int = 256) -> None:
+                 channels: int = 256, pool_norm: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         spec = select_features(input_shape, [in_feature], "aspp decoder")[in_feature]
 
@@ -183,17 +221,19 @@ class ASPPDecoder(SegDecoder):
                                            dilation=dilation, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
         self.branches = nn.ModuleList([branch(1, 1), *[branch(3, r) for r in rates]])
+        pool_bn = [nn.BatchNorm2d(channels)] if pool_norm else []
         self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(spec.channels, channels, 1, bias=False),
-                                        nn.ReLU(inplace=True))  # no BN: a 1x1 map of batch 1 has no variance
-        self.fuse = nn.Sequential(nn.Conv2d(channels * (len(rates) + 2), channels, 1, bias=False),
-                                  nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                                  nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
-                                  nn.ReLU(inplace=True))
+                                        *pool_bn, nn.ReLU(inplace=True))
+        project = [nn.Conv2d(channels * (len(rates) + 2), channels, 1, bias=False), nn.BatchNorm2d(channels),
+                   nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout else [])
+        self.fuse = nn.Sequential(*project, nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.in_feature = in_feature
         self.out_channels = channels
         self.output_stride = spec.stride
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         x = features[self.in_feature]
-        pooled = self.image_pool(x).expand(-1, -1, *x.shape[-2:])
+        # a broadcast of the 1x1 map, written as torchvision's bilinear resize: equal to the last bit
+        pooled = F.interpolate(self.image_pool(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.fuse(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))

@@ -35,8 +35,9 @@ class Segmentor(Model):
     """``loss(samples) -> {loss_seg[, loss_dice]}``; ``predict(samples) -> list[int64[H, W]]``
     at each sample's original size.
 
-    Inputs of any size are padded (bottom and right) to a multiple of the encoder's largest
-    stride and the prediction is cropped back, so odd sizes such as 97 x 131 work.
+    Inputs of any size are padded (bottom and right) to a multiple of the preprocessor's
+    ``size_divisibility`` (by default the encoder's largest stride) and the prediction is
+    cropped back, so odd sizes such as 97 x 131 work.
 
     Args:
         num_classes: classes including background (semantic-map values ``0..C-1``).
@@ -71,7 +72,7 @@ class Segmentor(Model):
 
     def forward_tensor(self, x: Tensor) -> Tensor:
         """Logits ``[B, C, H, W]`` of normalised images ``[B, 3, H, W]`` (H, W multiples of
-        the encoder's stride)."""
+        ``preprocessor.size_divisibility``)."""
         if self.decoder.needs_indices:
             features, indices = self.backbone.forward_with_indices(x)
             out = self.decoder(features, indices)
@@ -137,14 +138,16 @@ class Segmentor(Model):
 
 
 def build_segmentor(backbone, decoder, num_classes: int, dice_weight: float, class_weights, window, window_stride,
-                    pixel_mean, pixel_std) -> Segmentor:
+                    pixel_mean, pixel_std, size_divisibility: int | None = None) -> Segmentor:
     """Encoder from ``backbone``, decoder from ``decoder`` (given the encoder's shapes and
-    the class count), then :class:`Segmentor`."""
+    the class count), then :class:`Segmentor`; inputs padded to ``size_divisibility``
+    (default: the encoder's)."""
     encoder = build(backbone, BACKBONES, "model.backbone")
     decoder_module = build(decoder, SEG_DECODERS, "model.decoder", input_shape=encoder.output_shape(),
                            model_num_classes=num_classes)
-    return Segmentor(Preprocessor(pixel_mean, pixel_std, encoder.size_divisibility), encoder, decoder_module,
-                     num_classes, dice_weight, class_weights, window, window_stride)
+    preprocessor = Preprocessor(pixel_mean, pixel_std, size_divisibility or encoder.size_divisibility)
+    return Segmentor(preprocessor, encoder, decoder_module, num_classes, dice_weight, class_weights, window,
+                     window_stride)
 
 
 @MODELS.register("unet")
@@ -176,8 +179,14 @@ def build_fcn(
     window_stride: int | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
+    size_divisibility: int | None = None,
 ) -> Segmentor:
     """FCN (``decoder: {name: fcn, variant: 8s, ...}``) or DeepLab v3 (``decoder: {name: aspp}``
-    on a dilated ResNet): backbone -> decoder -> scores."""
+    on a dilated ResNet): backbone -> decoder -> scores.
+
+    ``size_divisibility``: pad inputs to a multiple of it (default: the encoder's largest
+    stride). 1 does not pad, as torchvision's segmentation models: their decoders take a
+    map of any size, and the scores are up-sampled to the input's size.
+    """
     return build_segmentor(backbone, decoder, num_classes, dice_weight, class_weights, window, window_stride,
-                           pixel_mean, pixel_std)
+                           pixel_mean, pixel_std, size_divisibility)
