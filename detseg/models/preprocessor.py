@@ -85,18 +85,15 @@ class Preprocessor(nn.Module):
         resize: ResizeConfig | dict | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
+        # kept in 0..1 units and applied to image / 255, as torchvision does, so that a zoo
+        # model sees its inputs to the last bit
         self.register_buffer("unit_mean", torch.tensor([m / 255 for m in pixel_mean]).view(3, 1, 1), persistent=False)
         self.register_buffer("unit_std", torch.tensor([s / 255 for s in pixel_std]).view(3, 1, 1), persistent=False)
         self.size_divisibility = size_divisibility
         self.resize = as_resize(resize)
 
     def forward(self, samples: Sequence[DetSample]) -> ImageBatch:
-        device = self.pixel_mean.device
-        # in 0..1 units as torchvision does, so a zoo model sees its inputs to the last bit
-        images = [(s.image.to(device, non_blocking=True).float() / 255 - self.unit_mean) / self.unit_std
-                  for s in samples]
+        images = [self.normalise(s.image) for s in samples]
         samples = list(samples)
         if self.resize is not None:
             images = [self._resize(image) for image in images]
@@ -109,6 +106,10 @@ class Preprocessor(nn.Module):
         # F.pad with sizes read off the tensors: a traced export keeps the image size dynamic
         padded = [F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1])) for image in images]
         return ImageBatch(torch.stack(padded), sizes, samples)
+
+    def normalise(self, image: Tensor) -> Tensor:
+        """``uint8[3, H, W]`` RGB -> ``float[3, H, W]`` normalised, on this module's device."""
+        return (image.to(self.unit_mean.device, non_blocking=True).float() / 255 - self.unit_mean) / self.unit_std
 
     def _resize(self, image: Tensor) -> Tensor:
         size, scale = self.resize.size_for(int(image.shape[1]), int(image.shape[2]), self.training)

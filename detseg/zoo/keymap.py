@@ -84,3 +84,16 @@ def drop_background_class(tensor: Tensor) -> Tensor:
 def drop_background_deltas(tensor: Tensor) -> Tensor:
     """torchvision's class-specific box deltas include 4 rows for background; detseg has none."""
     return tensor[4:]
+
+
+def resnet_rules(source: str) -> tuple[Rule, ...]:
+    """torchvision ResNet keys under the ``source`` pattern -> detseg's ResNet backbone,
+    whose ``c2`` stage is conv1, bn1, relu, maxpool, layer1."""
+    return (
+        Rule(source + r"conv1\.", "backbone.stages.c2.0."),
+        Rule(source + r"bn1\.", "backbone.stages.c2.1."),
+        Rule(source + r"layer1\.", "backbone.stages.c2.4."),
+        Rule(source + r"layer2\.", "backbone.stages.c3.0."),
+        Rule(source + r"layer3\.", "backbone.stages.c4.0."),
+        Rule(source + r"layer4\.", "backbone.stages.c5.0."),
+    )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from detseg.zoo.entries import ZooEntry, register_zoo_entry
-from detseg.zoo.keymap import Rule, background_first_to_last, drop_background_class, drop_background_deltas
-
-RESNET_BODY = (  # backbone.body = torchvision's IntermediateLayerGetter over a ResNet
-    Rule(r"backbone\.body\.conv1\.", "backbone.stages.c2.0."),
-    Rule(r"backbone\.body\.bn1\.", "backbone.stages.c2.1."),
-    Rule(r"backbone\.body\.layer1\.", "backbone.stages.c2.4."),
-    Rule(r"backbone\.body\.layer2\.", "backbone.stages.c3.0."),
-    Rule(r"backbone\.body\.layer3\.", "backbone.stages.c4.0."),
-    Rule(r"backbone\.body\.layer4\.", "backbone.stages.c5.0."),
+from detseg.zoo.keymap import (
+    Rule,
+    background_first_to_last,
+    drop_background_class,
+    drop_background_deltas,
+    resnet_rules,
 )
+
+RESNET_BODY = resnet_rules(r"backbone\.body\.")  # torchvision's IntermediateLayerGetter over a ResNet
 MOBILENET_BODY = (  # backbone.body.<i> = features[i] of torchvision's MobileNetV3
     Rule(r"backbone\.body\.(\d+)\.", r"backbone.features.\1."),
 )

@@ -9,16 +9,9 @@ on an earlier map, a training-time loss) has no counterpart in detseg.
 from __future__ import annotations
 
 from detseg.zoo.entries import ZooEntry, register_zoo_entry
-from detseg.zoo.keymap import Rule
+from detseg.zoo.keymap import Rule, resnet_rules
 
-RESNET = (  # detseg's c2 stage is conv1, bn1, relu, maxpool, layer1
-    Rule(r"backbone\.conv1\.", "backbone.stages.c2.0."),
-    Rule(r"backbone\.bn1\.", "backbone.stages.c2.1."),
-    Rule(r"backbone\.layer1\.", "backbone.stages.c2.4."),
-    Rule(r"backbone\.layer2\.", "backbone.stages.c3.0."),
-    Rule(r"backbone\.layer3\.", "backbone.stages.c4.0."),
-    Rule(r"backbone\.layer4\.", "backbone.stages.c5.0."),
-)
+RESNET = resnet_rules(r"backbone\.")
 MOBILENET = (  # backbone.<i> = features[i]
     Rule(r"backbone\.(\d+)\.", r"backbone.features.\1."),
 )

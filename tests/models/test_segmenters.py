@@ -143,8 +143,7 @@ def test_sliding_window_equals_whole_image_where_the_window_covers_it():
     windowed = build_model({**OmegaConf.to_container(node), "window": 128}).eval()
     windowed.load_state_dict(whole.state_dict())
     sample = DetSample(torch.randint(0, 255, (3, 97, 128), dtype=torch.uint8), 1, (97, 128))
-    mean, std = whole.preprocessor.pixel_mean, whole.preprocessor.pixel_std
-    image = ((sample.image.float() - mean) / std)[None]
+    image = whole.preprocessor.normalise(sample.image)[None]
     with torch.no_grad():
         expected = whole.logits([sample])[..., :97, :128]
         torch.testing.assert_close(windowed.sliding_window_logits(image), expected)

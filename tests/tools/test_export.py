@@ -116,7 +116,7 @@ def test_a_segmenter_export_takes_any_image_size(config, fmt, tmp_path):
 def test_broken_export_fails_the_parity_check(tmp_path):
     model, samples, make_evaluator = model_and_images("unet/shapes")
     broken = copy.deepcopy(model)
-    broken.preprocessor.pixel_mean += 40.0  # a wrong normalisation baked into the graph
+    broken.preprocessor.unit_mean += 40.0 / 255  # a wrong normalisation baked into the graph
     path = export_model(broken, samples[0].image, "onnx", tmp_path / "broken.onnx")
     with pytest.raises(ExportError, match="does not reproduce the PyTorch model"):
         parity_check(model, path, samples, make_evaluator)

@@ -56,6 +56,15 @@ class Backbone(nn.Module):
         raise ConfigError(f"backbone {type(self).__name__} has no max-pooling indices; un-pooling needs an "
                           f"encoder with max-pooling (tiny_vgg)")
 
+    @torch.no_grad()
+    def measure_output_shape(self, size: int = 256) -> dict[str, FeatureSpec]:
+        """Channels and strides of :meth:`forward`'s maps, read off one ``size`` x ``size`` pass."""
+        was_training = self.training
+        self.eval()
+        features = self(torch.zeros(1, 3, size, size))
+        self.train(was_training)
+        return {name: FeatureSpec(int(f.shape[1]), size // int(f.shape[-1])) for name, f in features.items()}
+
     @property
     def size_divisibility(self) -> int:
         """Inputs padded to a multiple of this keep every feature map aligned."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
@@ -75,16 +74,7 @@ class MobileNetV3Large(Backbone):
         if frozen_stages:
             freeze(list(self.features)[:list(self.stage_ends.values())[frozen_stages - 1] + 1])
         self.outputs = {i: name for name, i in self.stage_ends.items() if name in self.out_features}
-        self._shape = self._measure_shape()
-
-    @torch.no_grad()
-    def _measure_shape(self) -> dict[str, FeatureSpec]:
-        was_training = self.training
-        self.eval()
-        size = 256
-        features = self(torch.zeros(1, 3, size, size))
-        self.train(was_training)
-        return {name: FeatureSpec(int(f.shape[1]), size // int(f.shape[-1])) for name, f in features.items()}
+        self._shape = self.measure_output_shape()
 
     def output_shape(self) -> dict[str, FeatureSpec]:
         return dict(self._shape)

@@ -123,16 +123,7 @@ class TorchvisionBackbone(Backbone):
         if not 0 <= frozen_stages <= len(stages):
             raise ConfigError(f"backbone '{arch}': frozen_stages must be 0..{len(stages)}")
         freeze(list(self.stages.values())[:frozen_stages])
-        self._shape = self._measure_shape()
-
-    @torch.no_grad()
-    def _measure_shape(self) -> dict[str, FeatureSpec]:
-        was_training = self.training
-        self.eval()
-        size = 256
-        features = features_of(self.stages, torch.zeros(1, 3, size, size), self.out_features)
-        self.train(was_training)
-        return {name: FeatureSpec(int(f.shape[1]), size // int(f.shape[-1])) for name, f in features.items()}
+        self._shape = self.measure_output_shape()
 
     def output_shape(self) -> dict[str, FeatureSpec]:
         return dict(self._shape)

@@ -120,9 +120,7 @@ class Segmentor(Model):
     @torch.no_grad()
     def predict(self, samples: Sequence[DetSample]) -> list[Tensor]:
         if self.window:
-            mean, std = self.preprocessor.pixel_mean, self.preprocessor.pixel_std
-            logits = [self.sliding_window_logits(((s.image.to(mean.device).float() - mean) / std)[None])
-                      for s in samples]
+            logits = [self.sliding_window_logits(self.preprocessor.normalise(s.image)[None]) for s in samples]
         else:
             batch = self.logits(samples)
             logits = [batch[i:i + 1] for i in range(len(samples))]
