@@ -158,8 +158,9 @@ def _load(model: nn.Module, mapped: MappedState, source: str, strict: bool,
             errors.append(f"checkpoint key '{origin}' -> '{key}' is not in the model")
         elif tuple(tensor.shape) != tuple(own[key].shape):
             why = (f"shape {tuple(tensor.shape)} in the checkpoint, {tuple(own[key].shape)} in the model")
-            if class_dependent(key):
-                report.reinitialised[key] = f"class count differs: {why}"
+            if class_dependent(key):  # the weight and the bias say the same, so they group as one layer
+                report.reinitialised[key] = (f"class count differs: {tensor.shape[0]} outputs in the checkpoint, "
+                                             f"{own[key].shape[0]} in the model")
             else:
                 report.not_loaded[key] = why
                 errors.append(f"'{key}' (checkpoint '{origin}'): {why}")
