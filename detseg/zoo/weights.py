@@ -44,7 +44,7 @@ def fetch_state_dict(url: str, what: str, progress: bool = True, instead: str = 
         state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress,
                                                    weights_only=True)
     except Exception as exc:  # URLError, HTTPError, OSError, a truncated or corrupt file
-        text = str(getattr(exc, "reason", None) or exc).strip()  # URLError: the reason without "<urlopen error>"
+        text = str(getattr(exc, "reason", None) or exc).strip()  # URLError: just its reason, without the wrapper text
         reason = text.splitlines()[-1] if text else type(exc).__name__
         state_of_cache = "is there but cannot be read" if cached.is_file() else "is not there"
         raise ConfigError(
