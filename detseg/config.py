@@ -44,6 +44,46 @@ def Component(registry: Registry) -> Any:
     return Annotated[Mapping, registry]
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric config value, carried by ``Annotated[int | float, Range(...)]``.
+
+    ``low``/``high`` are inclusive unless ``low_open``/``high_open``; ``None`` is unbounded.
+    Validation refuses a value outside them, naming the key and the allowed range.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if value != value:  # NaN is in no range
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        return f"{left}{low}, {high}{right}"
+
+
+PositiveInt = Annotated[int, Range(1)]
+"""A count that must be at least 1: batch sizes, iteration counts, top-k."""
+NonNegativeInt = Annotated[int, Range(0)]
+"""A count where 0 means "none" or "off": warmup iterations, workers, evaluation period."""
+PositiveFloat = Annotated[float, Range(0, low_open=True)]
+"""A strictly positive real: learning rates, gradient-norm caps, loss weights' scales."""
+NonNegativeFloat = Annotated[float, Range(0)]
+"""A real that may be 0: weight decay, minimum box sizes."""
+UnitInterval = Annotated[float, Range(0, 1)]
+"""A value in [0, 1]: probabilities, IoU and score thresholds, fractions, momenta."""
+
+
 # ---------------------------------------------------------------------------------------
 # Loading
 
@@ -148,6 +188,13 @@ def validate(value: Any, annotation: Any, path: str) -> None:
     registry = _registry_of(annotation)
     if registry is not None:
         validate_component(value, registry, path)
+        return
+    if typing.get_origin(annotation) is Annotated:
+        inner, *extras = typing.get_args(annotation)
+        validate(value, inner, path)
+        for bound in extras:
+            if isinstance(bound, Range) and isinstance(value, (int, float)) and not bound.contains(value):
+                raise ConfigError(f"{path}: {value!r} is out of range; allowed: {bound}")
         return
     origin = typing.get_origin(annotation)
     if annotation in (None, Any, inspect.Parameter.empty) or annotation is object:
@@ -307,9 +354,14 @@ def _signature(builder: Any) -> tuple[dict[str, inspect.Parameter], dict[str, An
     target = builder.__init__ if isinstance(builder, type) else builder
     try:
         hints = typing.get_type_hints(target, include_extras=True)
-    except Exception:  # annotations of third-party code may not resolve; skip type checks
-        hints = {}
+    except (NameError, TypeError, AttributeError) as exc:
+        raise TypeError(f"the type annotations of {_qualified_name(builder)} do not resolve "
+                        f"({type(exc).__name__}: {exc}); config validation needs them") from exc
     return params, hints, takes_any
+
+
+def _qualified_name(builder: Any) -> str:
+    return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', builder)}"
 
 
 def _type_name(annotation: Any) -> str:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from detseg.config import Component, build, load_config, validate
+from detseg.config import Component, Range, _signature, build, load_config, validate
 from detseg.errors import ConfigError
 from detseg.experiment import build_evaluator, build_split, load_experiment
 from detseg.registry import DATASETS, Registry, UnknownNameError
@@ -46,6 +46,57 @@ def test_override_may_set_a_key_the_yaml_leaves_to_its_default():
 def test_bad_values_fail_before_anything_is_built(override, message):
     with pytest.raises(ConfigError, match=message):
         load_experiment(ROOT / "configs/default.yaml", [override])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.train.batch_size=0", r"data\.train\.batch_size: 0 is out of range; allowed: \[1, inf\)"),
+    ("data.val.num_workers=-1", r"data\.val\.num_workers: -1 is out of range; allowed: \[0, inf\)"),
+    ("train.max_iters=0", r"train\.max_iters: 0 is out of range"),
+    ("train.optimizer.lr=0", r"train\.optimizer\.lr: 0 is out of range; allowed: \(0, inf\)"),
+    ("train.optimizer.lr=-0.01", r"train\.optimizer\.lr: -0\.01 is out of range"),
+    ("train.optimizer.momentum=1.5", r"train\.optimizer\.momentum: 1\.5 is out of range; allowed: \[0, 1\]"),
+    ("train.schedule.warmup_iters=-5", r"train\.schedule\.warmup_iters: -5 is out of range"),
+    ("+train.ema.decay=1.01", r"train\.ema\.decay: 1\.01 is out of range"),
+    ("model.roi_head.nms_threshold=1.2", r"model\.roi_head\.nms_threshold: 1\.2 is out of range; allowed: \[0, 1\]"),
+    ("model.roi_head.score_threshold=-0.1", r"model\.roi_head\.score_threshold: -0\.1 is out of range"),
+    ("model.proposal_source.iou_thresholds=[0.3,1.7]", r"model\.proposal_source\.iou_thresholds\[1\]: 1\.7 is out of range"),
+    ("model.proposal_source.post_nms_top_n=[0,100]", r"model\.proposal_source\.post_nms_top_n\[0\]: 0 is out of range"),
+    ("+train.patience=0", r"train\.patience: 0 is out of range"),
+    ("train.optimizer.lr=nan", r"train\.optimizer\.lr: nan is out of range"),
+    ("+train.freeze_backbone=-2", r"train\.freeze_backbone: -2 is out of range; allowed: \[-1, inf\)"),
+])
+def test_out_of_range_numbers_are_refused_by_key_before_anything_is_built(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(ROOT / "configs/faster_rcnn/shapes.yaml", [override])
+
+
+def test_range_bounds_open_closed_and_unbounded():
+    closed, half_open = Range(0, 1), Range(0, low_open=True)
+    assert closed.contains(0) and closed.contains(1) and closed.contains(0.5)
+    assert not closed.contains(-1e-9) and not closed.contains(1 + 1e-9) and not closed.contains(float("nan"))
+    assert not half_open.contains(0) and half_open.contains(1e-12) and half_open.contains(float("inf"))
+    assert (str(closed), str(half_open), str(Range(1))) == ("[0, 1]", "(0, inf)", "[1, inf)")
+
+
+def test_every_registered_builder_has_resolvable_annotations():
+    """Validation reads the builders' type hints; one that cannot be resolved would switch
+    the checks off for that builder, so it is an error, not a silent skip."""
+    import detseg.experiment  # noqa: F401 - registers every builder
+
+    for registry in Registry.instances:
+        for name in registry.names():
+            _signature(registry.get(name))  # raises on an unresolvable annotation
+
+
+def test_a_builder_whose_annotations_do_not_resolve_is_named():
+    registry = Registry("gadget")
+
+    def make_gadget(size: "UndefinedType" = 1):  # noqa: F821 - unresolvable on purpose
+        return size
+
+    registry.register("gadget", make_gadget)
+    with pytest.raises(TypeError, match=r"annotations of .*make_gadget do not resolve.*UndefinedType"):
+        validate({"name": "gadget", "size": 2}, Component(registry), "thing")
 
 
 def test_unknown_registry_name_lists_nearest_and_all():

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader
 
-from detseg.config import Component, build, to_plain, validate
+from detseg.config import Component, NonNegativeInt, PositiveInt, UnitInterval, build, to_plain, validate
 from detseg.data.base import DetectionDataset
 from detseg.data.transforms import build_transforms
 from detseg.errors import ConfigError
@@ -34,12 +34,12 @@ class LoaderConfig:
 
     dataset: Component(DATASETS)
     transforms: list[Component(TRANSFORMS)] = field(default_factory=list)
-    batch_size: int = 2
+    batch_size: PositiveInt = 2
     shuffle: bool = False
-    num_workers: int = 0
+    num_workers: NonNegativeInt = 0
     drop_last: bool = False
     proposals: str | None = None
-    repeat_factor_threshold: float | None = None
+    repeat_factor_threshold: UnitInterval | None = None
     group_by_aspect_ratio: bool = False
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from detseg.config import NonNegativeFloat, UnitInterval
+
 
 @dataclass
 class EMAConfig:
@@ -17,8 +19,8 @@ class EMAConfig:
     ``d = decay * (1 - exp(-updates / tau))``; the ramp lets the random initial weights fade
     within the first few ``tau`` steps (``tau: 0`` keeps ``d = decay`` from the start)."""
 
-    decay: float = 0.9998
-    tau: float = 2000.0
+    decay: UnitInterval = 0.9998
+    tau: NonNegativeFloat = 2000.0
 
 
 class ModelEMA:

@@ -9,6 +9,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from detseg.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
+
 
 @dataclass
 class OptimizerConfig:
@@ -16,11 +18,11 @@ class OptimizerConfig:
     normalisation weights and all biases in a group without weight decay."""
 
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
+    lr: PositiveFloat = 0.01
+    momentum: UnitInterval = 0.9
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-4
+    weight_decay: NonNegativeFloat = 1e-4
     no_decay_norm_bias: bool = True
 
 
@@ -32,13 +34,13 @@ class ScheduleConfig:
     ``poly`` (``(1 - t/T) ** power``)."""
 
     name: Literal["constant", "step", "multistep", "cosine", "poly"] = "multistep"
-    warmup_iters: int = 0
+    warmup_iters: NonNegativeInt = 0
     warmup_factor: float = 0.001
     milestones: list[int] = field(default_factory=list)
-    step_size: int = 1000
-    gamma: float = 0.1
-    power: float = 0.9
-    min_lr_factor: float = 0.0
+    step_size: PositiveInt = 1000
+    gamma: PositiveFloat = 0.1
+    power: PositiveFloat = 0.9
+    min_lr_factor: UnitInterval = 0.0
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:

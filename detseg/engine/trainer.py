@@ -10,7 +10,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from detseg.config import to_plain
+from detseg.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, to_plain
 from detseg.data import DetectionDataset, LoaderConfig, collate_samples
 from detseg.engine.checkpoint import (
     CheckpointError,
@@ -65,23 +65,23 @@ class TrainConfig:
     (its weights and BatchNorm statistics stay as loaded, and its backward is skipped); -1
     freezes it for the whole run. The usual start of a fine-tuning from pretrained weights."""
 
-    max_iters: int = 1000
-    accumulate: int = 1
+    max_iters: PositiveInt = 1000
+    accumulate: PositiveInt = 1
     ema: EMAConfig | None = None
-    patience: int | None = None
+    patience: PositiveInt | None = None
     val_loss: bool = False
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    clip_grad_norm: float | None = None
+    clip_grad_norm: PositiveFloat | None = None
     amp: bool = False
-    eval_every: int = 0
-    checkpoint_every: int = 500
+    eval_every: NonNegativeInt = 0
+    checkpoint_every: NonNegativeInt = 500
     best_metric: str | None = None
-    log_every: int = 20
-    reference_batch: int | None = None
+    log_every: PositiveInt = 20
+    reference_batch: PositiveInt | None = None
     sync_bn: bool = False
     find_unused_parameters: bool = True
-    freeze_backbone: int = 0
+    freeze_backbone: Annotated[int, Range(-1)] = 0
 
 
 def select_device(name: str) -> torch.device:

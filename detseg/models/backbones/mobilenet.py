@@ -17,6 +17,7 @@ from functools import partial
 import torchvision
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeInt
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone, FeatureSpec, freeze, freeze_batch_norm, load_pretrained
 from detseg.registry import BACKBONES, did_you_mean
@@ -49,7 +50,7 @@ class MobileNetV3Large(Backbone):
     def __init__(
         self,
         out_features: Sequence[str] | None = None,
-        frozen_stages: int = 0,
+        frozen_stages: NonNegativeInt = 0,
         frozen_bn: bool = False,
         pretrained: bool | str | None = None,
         dilated: bool = False,

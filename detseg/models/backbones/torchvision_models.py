@@ -14,6 +14,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeInt
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import (
     Backbone,
@@ -98,7 +99,7 @@ class TorchvisionBackbone(Backbone):
         arch: str,
         stages: dict[str, list[str]],
         out_features: Sequence[str] | None = None,
-        frozen_stages: int = 0,
+        frozen_stages: NonNegativeInt = 0,
         frozen_bn: bool = False,
         pretrained: bool | str | None = None,
         convert: Callable[[nn.Module], None] | None = None,
@@ -138,7 +139,7 @@ def _register(name: str, stages: dict[str, list[str]], arch: str | None = None,
 
     def build(
         out_features: list[str] | None = None,
-        frozen_stages: int = 0,
+        frozen_stages: NonNegativeInt = 0,
         frozen_bn: bool = False,
         pretrained: bool | str | None = None,
         replace_stride_with_dilation: list[bool] | None = None,

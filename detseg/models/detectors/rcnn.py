@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.config import Component, build
+from detseg.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval, build
 from detseg.errors import ConfigError
 from detseg.models.base import Model
 from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead, select_detections
@@ -76,22 +76,22 @@ class RCNN(Model):
         backbone: Component(BACKBONES),
         proposal_source: Component(PROPOSAL_SOURCES),
         num_classes: int,
-        crop_size: int = 64,
-        context_padding: int = 4,
-        fc_dim: int = 256,
+        crop_size: PositiveInt = 64,
+        context_padding: NonNegativeInt = 4,
+        fc_dim: PositiveInt = 256,
         classifier: Literal["softmax", "svm"] = "softmax",
-        batch_size_per_image: int = 64,
-        positive_fraction: float = 0.25,
-        regression_iou: float = 0.6,
-        ridge_lambda: float = 1e-3,
-        svm_negative_iou: float = 0.3,
-        svm_negative_pool: int = 64,
-        svm_negatives_per_positive: int = 3,
-        svm_l2: float = 1e-4,
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.3,
-        detections_per_image: int = 100,
-        crop_batch_size: int = 256,
+        batch_size_per_image: PositiveInt = 64,
+        positive_fraction: UnitInterval = 0.25,
+        regression_iou: UnitInterval = 0.6,
+        ridge_lambda: NonNegativeFloat = 1e-3,
+        svm_negative_iou: UnitInterval = 0.3,
+        svm_negative_pool: PositiveInt = 64,
+        svm_negatives_per_positive: PositiveInt = 3,
+        svm_l2: NonNegativeFloat = 1e-4,
+        score_threshold: UnitInterval = 0.05,
+        nms_threshold: UnitInterval = 0.3,
+        detections_per_image: PositiveInt = 100,
+        crop_batch_size: PositiveInt = 256,
         pool5_size: int | None = None,
         pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
         pixel_std: tuple[float, float, float] = IMAGENET_STD,

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
@@ -54,7 +55,7 @@ class RoIPooler(nn.Module):
         strides: Sequence[int],
         output_size: int = 7,
         kind: Literal["roi_align", "roi_pool", "spp"] = "roi_align",
-        sampling_ratio: int = 0,
+        sampling_ratio: NonNegativeInt = 0,
         canonical_size: float = 224.0,
         canonical_level: int = 4,
         spp_levels: Sequence[int] = (1, 2, 4),
@@ -278,24 +279,24 @@ class StandardRoIHead(nn.Module):
         in_features: Sequence[str],
         num_classes: int,
         pooler: Literal["roi_align", "roi_pool", "spp"] = "roi_align",
-        pool_size: int = 7,
-        sampling_ratio: int = 0,
-        fc_dim: int = 1024,
-        iou_threshold: float = 0.5,
-        batch_size_per_image: int = 512,
-        positive_fraction: float = 0.25,
+        pool_size: PositiveInt = 7,
+        sampling_ratio: NonNegativeInt = 0,
+        fc_dim: PositiveInt = 1024,
+        iou_threshold: UnitInterval = 0.5,
+        batch_size_per_image: PositiveInt = 512,
+        positive_fraction: UnitInterval = 0.25,
         box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.5,
-        detections_per_image: int = 100,
-        smooth_l1_beta: float = 1.0,
+        score_threshold: UnitInterval = 0.05,
+        nms_threshold: UnitInterval = 0.5,
+        detections_per_image: PositiveInt = 100,
+        smooth_l1_beta: NonNegativeFloat = 1.0,
         mask_head: MaskHeadConfig | None = None,
         class_weights: Sequence[float] | None = None,
         conv_dims: Sequence[int] = (),
-        num_fcs: int = 2,
+        num_fcs: NonNegativeInt = 2,
         norm: bool = False,
         aligned: bool = True,
-        min_box_size: float = 1e-3,
+        min_box_size: NonNegativeFloat = 1e-3,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, in_features, "roi_head")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.models.preprocessor import ImageBatch
@@ -71,19 +72,19 @@ class RPN(ProposalSource):
         in_features: Sequence[str],
         anchor_sizes: Sequence[Sequence[float]],
         aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-        iou_thresholds: tuple[float, float] = (0.3, 0.7),
-        batch_size_per_image: int = 256,
-        positive_fraction: float = 0.5,
-        pre_nms_top_n: tuple[int, int] = (2000, 1000),
-        post_nms_top_n: tuple[int, int] = (2000, 1000),
-        nms_threshold: float = 0.7,
-        min_size: float = 1.0,
-        smooth_l1_beta: float = 1.0 / 9,
-        score_threshold: float = 0.0,
+        iou_thresholds: tuple[UnitInterval, UnitInterval] = (0.3, 0.7),
+        batch_size_per_image: PositiveInt = 256,
+        positive_fraction: UnitInterval = 0.5,
+        pre_nms_top_n: tuple[PositiveInt, PositiveInt] = (2000, 1000),
+        post_nms_top_n: tuple[PositiveInt, PositiveInt] = (2000, 1000),
+        nms_threshold: UnitInterval = 0.7,
+        min_size: NonNegativeFloat = 1.0,
+        smooth_l1_beta: NonNegativeFloat = 1.0 / 9,
+        score_threshold: UnitInterval = 0.0,
         anchor_offset: float = 0.5,
         round_anchors: bool = False,
         strides_from_image: bool = False,
-        conv_depth: int = 1,
+        conv_depth: PositiveInt = 1,
     ) -> None:
         super().__init__()
         specs = select_features(input_shape, in_features, "rpn")

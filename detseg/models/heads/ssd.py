@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
+from detseg.config import PositiveFloat, PositiveInt, UnitInterval
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
 from detseg.ops import Matcher, box_iou, class_weight_vector, smooth_l1_loss
@@ -76,13 +77,13 @@ class SSDHead(nn.Module):
         scales: Sequence[float] | None = None,
         steps: Sequence[float] | None = None,
         clip: bool | Literal["sizes"] = True,
-        iou_threshold: float = 0.5,
-        neg_pos_ratio: float = 3.0,
+        iou_threshold: UnitInterval = 0.5,
+        neg_pos_ratio: PositiveFloat = 3.0,
         variances: tuple[float, float] = (0.1, 0.2),
-        score_threshold: float = 0.01,
-        nms_threshold: float = 0.45,
-        candidates_per_class: int = 400,
-        detections_per_image: int = 200,
+        score_threshold: UnitInterval = 0.01,
+        nms_threshold: UnitInterval = 0.45,
+        candidates_per_class: PositiveInt = 400,
+        detections_per_image: PositiveInt = 200,
         class_weights: Sequence[float] | None = None,
         separable: bool = False,
     ) -> None:

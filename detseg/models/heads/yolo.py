@@ -36,6 +36,7 @@ import torch.nn.functional as F
 import torchvision.ops as tv_ops
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
@@ -84,16 +85,16 @@ class YoloHead(nn.Module):
         anchors: Sequence[Sequence[Sequence[float]]],
         box_loss: Literal["ciou", "giou", "xywh"] = "ciou",
         class_loss: Literal["bce", "ce"] = "bce",
-        ignore_threshold: float = 0.5,
-        lambda_box: float = 1.0,
-        lambda_obj: float = 1.0,
-        lambda_cls: float = 1.0,
-        hidden_dim: int = 128,
-        objectness_prior: float = 0.01,
-        score_threshold: float = 0.01,
-        nms_threshold: float = 0.5,
-        candidates_per_class: int = 1000,
-        detections_per_image: int = 100,
+        ignore_threshold: UnitInterval = 0.5,
+        lambda_box: NonNegativeFloat = 1.0,
+        lambda_obj: NonNegativeFloat = 1.0,
+        lambda_cls: NonNegativeFloat = 1.0,
+        hidden_dim: PositiveInt = 128,
+        objectness_prior: UnitInterval = 0.01,
+        score_threshold: UnitInterval = 0.01,
+        nms_threshold: UnitInterval = 0.5,
+        candidates_per_class: PositiveInt = 1000,
+        detections_per_image: PositiveInt = 100,
         class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.heads.roi_heads import select_detections
@@ -159,16 +160,16 @@ class YoloV1Head(nn.Module):
         model_input_size: int,
         in_feature: str,
         num_classes: int,
-        grid_size: int = 7,
-        boxes_per_cell: int = 2,
+        grid_size: PositiveInt = 7,
+        boxes_per_cell: PositiveInt = 2,
         head_type: Literal["fc", "conv"] = "fc",
-        hidden_dim: int = 512,
-        dropout: float = 0.5,
-        lambda_coord: float = 5.0,
-        lambda_noobj: float = 0.5,
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.5,
-        detections_per_image: int = 100,
+        hidden_dim: PositiveInt = 512,
+        dropout: UnitInterval = 0.5,
+        lambda_coord: NonNegativeFloat = 5.0,
+        lambda_noobj: NonNegativeFloat = 0.5,
+        score_threshold: UnitInterval = 0.05,
+        nms_threshold: UnitInterval = 0.5,
+        detections_per_image: PositiveInt = 100,
         class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detseg.config import PositiveInt
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.registry import NECKS
 
@@ -53,7 +54,7 @@ class FPN(Neck):
         self,
         input_shape: dict[str, FeatureSpec],
         in_features: Sequence[str],
-        out_channels: int = 256,
+        out_channels: PositiveInt = 256,
         extra_p6: bool = False,
         norm: bool = False,
     ) -> None:

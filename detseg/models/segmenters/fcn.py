@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeInt, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
 from detseg.models.segmenters.base import SegDecoder
@@ -86,9 +87,9 @@ class FCNDecoder(SegDecoder):
         in_features: Sequence[str],
         variant: str = "8s",
         upsample: str | Sequence[str] = "transposed",
-        fc_dim: int = 512,
+        fc_dim: NonNegativeInt = 512,
         fc_kernel: int = 7,
-        dropout: float = 0.5,
+        dropout: UnitInterval = 0.5,
     ) -> None:
         super().__init__()
         if variant not in VARIANT_SKIPS:
@@ -178,7 +179,7 @@ class FCNHead(SegDecoder):
     """
 
     def __init__(self, input_shape: dict[str, FeatureSpec], in_feature: str, channels: int | None = None,
-                 dropout: float = 0.1) -> None:
+                 dropout: UnitInterval = 0.1) -> None:
         super().__init__()
         spec = select_features(input_shape, [in_feature], "fcn_head decoder")[in_feature]
         channels = channels or spec.channels // 4
@@ -212,7 +213,7 @@ class ASPPDecoder(SegDecoder):
     """
 
     def __init__(self, input_shape: dict[str, FeatureSpec], in_feature: str, rates: Sequence[int] = (6, 12, 18),
-                 channels: int = 256, pool_norm: bool = False, dropout: float = 0.0) -> None:
+                 channels: PositiveInt = 256, pool_norm: bool = False, dropout: UnitInterval = 0.0) -> None:
         super().__init__()
         spec = select_features(input_shape, [in_feature], "aspp decoder")[in_feature]
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.config import Component, build
+from detseg.config import Component, NonNegativeFloat, PositiveInt, build
 from detseg.constants import IGNORE_INDEX
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone
@@ -153,10 +153,10 @@ def build_unet(
     backbone: Component(BACKBONES),
     num_classes: int,
     decoder: Component(SEG_DECODERS) | None = None,
-    dice_weight: float = 0.0,
+    dice_weight: NonNegativeFloat = 0.0,
     class_weights: list[float] | None = None,
-    window: int | None = None,
-    window_stride: int | None = None,
+    window: PositiveInt | None = None,
+    window_stride: PositiveInt | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
 ) -> Segmentor:
@@ -171,10 +171,10 @@ def build_fcn(
     backbone: Component(BACKBONES),
     decoder: Component(SEG_DECODERS),
     num_classes: int,
-    dice_weight: float = 0.0,
+    dice_weight: NonNegativeFloat = 0.0,
     class_weights: list[float] | None = None,
-    window: int | None = None,
-    window_stride: int | None = None,
+    window: PositiveInt | None = None,
+    window_stride: PositiveInt | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
     size_divisibility: int | None = None,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone, FeatureSpec
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
@@ -135,13 +136,13 @@ def build_tiramisu(
     depth: int | None = 56,
     down_layers: list[int] | None = None,
     bottleneck_layers: int | None = None,
-    growth_rate: int | None = None,
-    first_channels: int = 48,
-    dropout: float = 0.2,
-    dice_weight: float = 0.0,
+    growth_rate: PositiveInt | None = None,
+    first_channels: PositiveInt = 48,
+    dropout: UnitInterval = 0.2,
+    dice_weight: NonNegativeFloat = 0.0,
     class_weights: list[float] | None = None,
-    window: int | None = None,
-    window_stride: int | None = None,
+    window: PositiveInt | None = None,
+    window_stride: PositiveInt | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
 ) -> Segmentor:
