@@ -398,4 +398,20 @@ def build(node: Any, registry: Registry, path: str, **context: Any) -> Any:
     except DetsegError:
         raise
     except (TypeError, ValueError) as exc:  # e.g. a transform rejecting a value
-        raise ConfigError(f"{path}: cannot build {registry.kind} '{node['name']}': {exc}") from exc
+        raise ConfigError(f"{path}: cannot build {registry.kind} '{node['name']}': {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    """A builder's error on one line; pydantic's (albumentations' argument checks) lists
+    each failing argument as ``key: message (got value)``."""
+    source = exc.__cause__ if exc.__cause__ is not None else exc  # albumentations re-raises as ValueError
+    errors = getattr(source, "errors", None)
+    if callable(errors):
+        try:
+            items = errors()
+        except Exception:  # not pydantic's errors() after all
+            items = None
+        if items:
+            return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: {e.get('msg')} "
+                             f"(got {e.get('input')!r})" for e in items)
+    return " ".join(str(exc).split())

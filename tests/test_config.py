@@ -70,6 +70,16 @@ def test_out_of_range_numbers_are_refused_by_key_before_anything_is_built(overri
         load_experiment(ROOT / "configs/faster_rcnn/shapes.yaml", [override])
 
 
+def test_a_transform_rejecting_its_argument_is_one_line_naming_the_argument():
+    cfg = load_experiment(ROOT / "configs/faster_rcnn/shapes.yaml",
+                          ["data.train.transforms=[{name: horizontal_flip, p: 2}]"])
+    with pytest.raises(ConfigError) as info:
+        build_split(cfg, "train")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "transforms[0]: cannot build transform 'horizontal_flip': p: Input should be less than or equal to 1 (got 2)" in message
+
+
 def test_range_bounds_open_closed_and_unbounded():
     closed, half_open = Range(0, 1), Range(0, low_open=True)
     assert closed.contains(0) and closed.contains(1) and closed.contains(0.5)
