@@ -45,7 +45,7 @@ def assert_same_as_reference(metrics, ev, gt):
         p = ev.eval["precision"][:, :, k, 0, -1]
         ref = p[p > -1].mean() if (p > -1).any() else math.nan
         got = metrics[f"AP/{names[cid]}"]
-        assert (math.isnan(ref) and math.isnan(got)) or abs(got - ref) < 1e-9
+        assert got == pytest.approx(ref, rel=0, abs=1e-9, nan_ok=True), (names[cid], got, ref)
 
 
 @pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])

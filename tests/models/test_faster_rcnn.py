@@ -40,15 +40,22 @@ def test_one_box_gives_all_losses_positive():
 
 
 def test_predictions_are_in_original_image_coordinates():
+    """A 64x64 input whose original image was 128 x 256 (h x w): the detections are those
+    of the same input taken as original, scaled by 4 in x and 2 in y. The untrained head
+    scores every class about 1/4, above the 0.05 threshold, so detections exist."""
     torch.manual_seed(0)
     model = build_model(TINY).eval()
     sample = sample_with([[10, 12, 40, 44]], [1])
+    (at_input_size,) = model.predict([sample])
     sample = DetSample(image=sample.image, image_id=1, orig_size=(128, 256), gt=sample.gt)
     (pred,) = model.predict([sample])
-    assert pred.image_size == (128, 256)
-    if len(pred):
-        assert pred.boxes.tensor[:, 2].max() <= 256 and pred.boxes.tensor[:, 3].max() <= 128
-    assert pred.scores is not None and pred.labels.dtype == torch.int64
+    assert pred.image_size == (128, 256) and at_input_size.image_size == (64, 64)
+    assert len(pred) > 0 and len(pred) == len(at_input_size)
+    torch.testing.assert_close(pred.boxes.tensor, at_input_size.boxes.tensor * torch.tensor([4.0, 2.0, 4.0, 2.0]))
+    assert pred.boxes.tensor[:, 2].max() > 64  # reaches beyond the input: really scaled
+    assert pred.boxes.tensor[:, 2].max() <= 256 and pred.boxes.tensor[:, 3].max() <= 128
+    assert torch.equal(pred.labels, at_input_size.labels) and torch.equal(pred.scores, at_input_size.scores)
+    assert pred.labels.dtype == torch.int64
 
 
 def test_overfits_two_images_until_predictions_reach_the_boxes():

@@ -36,6 +36,8 @@ def test_pasting_matches_a_brute_force_resize():
 
 
 def test_mask_rcnn_two_iterations_and_masks_in_predictions():
+    """Two steps train, then the (still untrained, scores about 1/4) model detects, and each
+    detection carries a mask of the image's size that lies inside its box."""
     torch.manual_seed(0)
     model = build_model(MASK_RCNN)
     samples = [ShapesDataset(num_images=2, image_size=64)[i] for i in range(2)]
@@ -47,4 +49,11 @@ def test_mask_rcnn_two_iterations_and_masks_in_predictions():
         sum(losses.values()).backward()
         optimizer.step()
     (pred,) = model.eval().predict(samples[:1])
-    assert pred.masks is not None and pred.masks.shape == (len(pred), 64, 64)
+    assert len(pred) > 0
+    assert pred.masks is not None and pred.masks.shape == (len(pred), 64, 64) and pred.masks.dtype == torch.bool
+    assert pred.masks.flatten(1).any(1).all()  # every detection's mask has pixels
+    # pixel (y, x) of a mask has its centre (x + .5, y + .5) inside the detection's box
+    centres = torch.arange(64) + 0.5
+    x1, y1, x2, y2 = (v[:, None] for v in pred.boxes.tensor.unbind(1))
+    inside = ((centres >= y1) & (centres <= y2))[:, :, None] & ((centres >= x1) & (centres <= x2))[:, None, :]
+    assert not (pred.masks & ~inside).any()

@@ -9,7 +9,7 @@ from detseg.models import build_model
 from detseg.models.backbones.base import FeatureSpec
 from detseg.models.heads.ssd import SSDHead
 from detseg.models.heads.yolo import YoloHead
-from detseg.structures import Boxes, Instances
+from detseg.structures import Boxes, DetSample, Instances
 
 SHAPES = {"p3": FeatureSpec(8, 8), "p4": FeatureSpec(8, 16)}
 ANCHORS = [[[10, 10], [20, 12]], [[40, 40], [30, 60]]]
@@ -132,6 +132,11 @@ def test_two_iterations_and_predictions_in_original_coordinates(family):
     (pred,) = model.eval().predict(samples[:1])
     assert pred.image_size == (96, 96) and len(pred) > 0
     assert pred.boxes.tensor.min() >= 0 and pred.boxes.tensor.max() <= 96
+    # the same pixels from an original of 192 x 288 (h x w): the same detections, x 3 in x, x 2 in y
+    larger = DetSample(samples[0].image, samples[0].image_id, (192, 288), gt=samples[0].gt)
+    (scaled,) = model.predict([larger])
+    assert scaled.image_size == (192, 288) and torch.equal(scaled.labels, pred.labels)
+    torch.testing.assert_close(scaled.boxes.tensor, pred.boxes.tensor * torch.tensor([3.0, 2.0, 3.0, 2.0]))
 
 
 def test_pan_keeps_names_strides_and_channels():

@@ -12,8 +12,15 @@ from detseg.structures import DetSample
 
 
 def test_bilinear_upsampling_reproduces_the_2x2_to_4x4_example():
+    """align_corners=False: output pixel o samples source (o + 0.5) / 2 - 0.5, clamped to
+    [0, 1], i.e. weights (1, 0), (.75, .25), (.25, .75), (0, 1) along each axis. Rows
+    [10, 20] and [30, 40] become [10, 12.5, 17.5, 20] and [30, 32.5, 37.5, 40]; the middle
+    rows mix them .75/.25 and .25/.75."""
     x = torch.tensor([[10.0, 20.0], [30.0, 40.0]])[None, None]
-    assert Upsample("bilinear", 1, 2)(x)[0, 0, 0].tolist() == [10.0, 12.5, 17.5, 20.0]
+    assert Upsample("bilinear", 1, 2)(x)[0, 0].tolist() == [[10.0, 12.5, 17.5, 20.0],
+                                                             [15.0, 17.5, 22.5, 25.0],
+                                                             [25.0, 27.5, 32.5, 35.0],
+                                                             [30.0, 32.5, 37.5, 40.0]]
 
 
 def test_nearest_upsampling_copies_each_value_into_a_2x2_block():
@@ -31,9 +38,32 @@ def test_max_unpooling_puts_values_back_at_the_max_positions():
 
 
 def test_the_transposed_convolution_example():
+    """The lecture's stride-1 example: each input value scales the kernel, placed at its
+    position, and the overlaps add up (the middle: 0*3 + 1*2 + 2*1 + 3*0 = 4)."""
     x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]
     kernel = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]
     assert F.conv_transpose2d(x, kernel, stride=1)[0, 0].tolist() == [[0, 0, 1], [0, 4, 6], [4, 12, 9]]
+
+
+def test_transposed_upsampling_module_reproduces_the_stride_2_example():
+    """detseg's ``transposed`` Upsample (factor 2: a 4x4 kernel, stride 2, padding 1, on a
+    replicate-padded input cropped back) with the lecture's 2x2 kernel in the middle of its
+    4x4 weights is the plain stride-2 transposed convolution: each input value x[i, j]
+    writes x[i, j] * kernel into the 2x2 block at (2i, 2j), without overlaps:
+    0 * K top left, 1 * K top right, 2 * K bottom left, 3 * K bottom right."""
+    up = Upsample("transposed", 1, 2)
+    # its initial weights are the bilinear kernel: the outer product of (1/4, 3/4, 3/4, 1/4)
+    line = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert torch.equal(up.deconv.weight[0, 0], line[:, None] * line[None, :])
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]
+    with torch.no_grad():
+        up.deconv.weight.zero_()
+        up.deconv.weight[0, 0, 1:3, 1:3] = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+        out = up(x)
+    assert out[0, 0].tolist() == [[0, 0, 0, 1],
+                                  [0, 0, 2, 3],
+                                  [0, 2, 0, 3],
+                                  [4, 6, 6, 9]]
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4, 8])

@@ -6,6 +6,7 @@ import torch
 from detseg.errors import ConfigError
 from detseg.models import build_model
 from detseg.models.heads.yolo_v1 import build_grid_targets, yolo_v1_loss
+from detseg.structures import DetSample
 
 SIZE, S, B, C = (64, 64), 4, 2, 3  # 16-pixel cells
 
@@ -121,3 +122,8 @@ def test_two_iterations_and_predictions_in_original_coordinates(head_type):
     (pred,) = model.eval().predict(samples[:1])
     assert pred.image_size == (80, 80) and len(pred) > 0
     assert pred.boxes.tensor.min() >= 0 and pred.boxes.tensor.max() <= 80
+    # the same pixels from an original of 160 x 240 (h x w): the same detections, x 3 in x, x 2 in y
+    larger = DetSample(samples[0].image, samples[0].image_id, (160, 240), gt=samples[0].gt)
+    (scaled,) = model.predict([larger])
+    assert scaled.image_size == (160, 240) and torch.equal(scaled.labels, pred.labels)
+    torch.testing.assert_close(scaled.boxes.tensor, pred.boxes.tensor * torch.tensor([3.0, 2.0, 3.0, 2.0]))

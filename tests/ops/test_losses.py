@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from detseg.models import build_model
 from detseg.ops import cross_entropy, sigmoid_focal_loss, smooth_l1_loss, soft_dice_loss
 
 
@@ -15,6 +16,25 @@ def test_smooth_l1_matches_the_piecewise_formula():
         assert torch.allclose(smooth_l1_loss(x, y, beta=beta, reduction="sum"), ref.sum(), rtol=1e-5)
         assert torch.allclose(smooth_l1_loss(x, y, beta=beta, reduction="mean"), ref.mean(), rtol=1e-5)
     assert smooth_l1_loss(torch.zeros(0, 4), torch.zeros(0, 4)).item() == 0.0
+
+
+def test_smooth_l1_by_hand_at_the_configured_betas():
+    """Hand values at |x| = 0.5, 1, 2 (either sign): beta 1 (the RoI and SSD heads) gives
+    0.5 * 0.25 = 0.125, then 1 - 0.5 = 0.5 and 2 - 0.5 = 1.5; beta 1/9 (the RPN) is past
+    the quadratic part at all three: |x| - 1/18, while 0.1 < 1/9 gives 0.5 * 0.01 * 9."""
+    from tests.models.test_faster_rcnn import TINY
+
+    model = build_model(TINY)  # the Faster R-CNN defaults
+    assert model.roi_head.smooth_l1_beta == 1.0 and model.proposal_source.smooth_l1_beta == pytest.approx(1 / 9)
+    x = torch.tensor([0.5, 1.0, 2.0, -0.5, -1.0, -2.0])
+    target = torch.zeros(6)
+    torch.testing.assert_close(smooth_l1_loss(x, target, beta=1.0, reduction="none"),
+                               torch.tensor([0.125, 0.5, 1.5] * 2))
+    assert smooth_l1_loss(x, target, beta=1.0).item() == pytest.approx(2 * (0.125 + 0.5 + 1.5))
+    torch.testing.assert_close(smooth_l1_loss(x, target, beta=1 / 9, reduction="none"),
+                               torch.tensor([0.5 - 1 / 18, 1 - 1 / 18, 2 - 1 / 18] * 2))
+    assert smooth_l1_loss(torch.tensor([0.1]), torch.zeros(1), beta=1 / 9).item() == pytest.approx(0.045)
+    assert smooth_l1_loss(x, target, beta=0.0, reduction="none").tolist() == [0.5, 1.0, 2.0] * 2  # L1
 
 
 def test_cross_entropy_ignores_pixels_and_handles_all_ignored():

@@ -14,6 +14,7 @@ from detseg.ops import (
     Matcher,
     batched_nms,
     box_iou,
+    nms,
     roi_align,
     roi_pool,
 )
@@ -64,6 +65,51 @@ def test_batched_nms_matches_greedy_per_class_reference(seed):
     keep = batched_nms(boxes, scores, labels, 0.5)
     assert keep.tolist() == nms_brute(boxes, scores, labels, 0.5)
     assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).numel() == 0
+
+
+# The lecture's NMS example (xyxy, 10 x 10 boxes unless said otherwise):
+#   0 A [ 0,  0, 10, 10] 0.90  class 0
+#   1 B [ 2,  0, 12, 10] 0.80  class 0   IoU(A, B) = 80 / 120 = 2/3  -> suppressed by A
+#   2 C [ 4,  0, 14, 10] 0.70  class 0   IoU(A, C) = 60 / 140 = 3/7  -> kept; IoU(B, C) = 2/3
+#                                        does not count: B was suppressed before C came up
+#   3 D [20, 20, 30, 30] 0.95  class 0   no overlap with A, B, C     -> kept (first)
+#   4 E [20, 20, 30, 25] 0.85  class 0   10 x 5; IoU(D, E) = 50 / 100 = 1/2: not > 0.5 -> kept
+#   5 F [21, 21, 31, 31] 0.60  class 1   IoU(D, F) = 81 / 119        -> suppressed by D, but
+#                                        only when classes are ignored
+NMS_BOXES = torch.tensor([[0.0, 0, 10, 10], [2, 0, 12, 10], [4, 0, 14, 10],
+                          [20, 20, 30, 30], [20, 20, 30, 25], [21, 21, 31, 31]])
+NMS_SCORES = torch.tensor([0.90, 0.80, 0.70, 0.95, 0.85, 0.60])
+NMS_LABELS = torch.tensor([0, 0, 0, 0, 0, 1])
+
+
+def test_nms_lecture_example_by_hand():
+    """Hand-computed IoUs, then which boxes survive greedy NMS at IoU 0.5 (suppress only
+    when IoU > 0.5), with and without classes, through every detseg entry point and
+    torchvision.ops.nms; at 0.4, C (3/7) and E (1/2) go too."""
+    import torchvision
+
+    from detseg.models.heads.roi_heads import select_detections
+
+    iou = box_iou(NMS_BOXES, NMS_BOXES)
+    hand = {(0, 1): 2 / 3, (0, 2): 3 / 7, (1, 2): 2 / 3, (3, 4): 1 / 2, (3, 5): 81 / 119, (0, 3): 0.0}
+    for (i, j), value in hand.items():
+        assert iou[i, j].item() == pytest.approx(value, abs=1e-6), (i, j)
+    # by decreasing score: D 0.95, A 0.90, E 0.85, C 0.70 (B and F suppressed)
+    assert nms(NMS_BOXES, NMS_SCORES, 0.5).tolist() == [3, 0, 4, 2]
+    assert torchvision.ops.nms(NMS_BOXES, NMS_SCORES, 0.5).tolist() == [3, 0, 4, 2]
+    assert batched_nms(NMS_BOXES, NMS_SCORES, torch.zeros(6, dtype=torch.int64), 0.5).tolist() == [3, 0, 4, 2]
+    # per class, F (class 1) has nobody to suppress it
+    assert batched_nms(NMS_BOXES, NMS_SCORES, NMS_LABELS, 0.5).tolist() == [3, 0, 4, 2, 5]
+    assert torchvision.ops.batched_nms(NMS_BOXES, NMS_SCORES, NMS_LABELS, 0.5).tolist() == [3, 0, 4, 2, 5]
+    assert nms(NMS_BOXES, NMS_SCORES, 0.4).tolist() == [3, 0]
+    assert torchvision.ops.nms(NMS_BOXES, NMS_SCORES, 0.4).tolist() == [3, 0]
+    # the detection heads' path: each box scored for its own class only
+    scores = torch.zeros(6, 2)
+    scores[torch.arange(6), NMS_LABELS] = NMS_SCORES
+    detections = select_detections(NMS_BOXES, scores, (40, 40), score_threshold=0.05, nms_threshold=0.5, top_k=100)
+    assert detections.boxes.tensor.tolist() == NMS_BOXES[[3, 0, 4, 2, 5]].tolist()
+    assert detections.labels.tolist() == [0, 0, 0, 0, 1]
+    assert detections.scores.tolist() == NMS_SCORES[[3, 0, 4, 2, 5]].tolist()
 
 
 def roi_pool_brute(features, box, size, scale):
