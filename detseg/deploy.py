@@ -156,13 +156,27 @@ def check_input_shape(path: Path, expected: list[int | None], image: Tensor) -> 
 
 @dataclass
 class ParityReport:
+    """What :func:`parity_check` compared and found.
+
+    ``images``: validation images both ran on. ``max_output_diff``: the largest difference
+    over them: for detectors, box coordinates (pixels) or scores, or the fraction of mask
+    pixels that differ (``inf`` where an image's detection count or labels differ); for
+    segmenters, the fraction of label-map pixels that differ. ``metric``, ``torch_metric``,
+    ``exported_metric``: the evaluator's main metric (``AP``, or ``mIoU`` for segmenters)
+    of each. ``mismatched_images``: indices of the images whose detections differ beyond the
+    tolerance. ``mask_metrics``: mask AP of PyTorch and of the export (Mask R-CNN only).
+    ``detections``: how many detections PyTorch made over all the images, each compared with
+    the export's (an image whose count differs is a mismatch); 0 for segmenters.
+    """
+
     images: int
-    max_output_diff: float  # boxes (pixels) or label maps (fraction of pixels that differ)
+    max_output_diff: float
     metric: str
     torch_metric: float
     exported_metric: float
     mismatched_images: list[int]
-    mask_metrics: tuple[float, float] | None = None  # mask AP of PyTorch and of the export
+    mask_metrics: tuple[float, float] | None = None
+    detections: int = 0
 
     def agrees(self, tolerance: float) -> bool:
         pairs = [(self.torch_metric, self.exported_metric), *([self.mask_metrics] if self.mask_metrics else [])]
@@ -172,7 +186,8 @@ class ParityReport:
 
     def __str__(self) -> str:
         what = "box difference (pixels)" if self.metric != "mIoU" else "fraction of pixels that differ"
-        return (f"parity on {self.images} images: max {what} {self.max_output_diff:.3g}; {self.metric} "
+        compared = f" ({self.detections} detections)" if self.metric != "mIoU" else ""
+        return (f"parity on {self.images} images{compared}: max {what} {self.max_output_diff:.3g}; {self.metric} "
                 f"PyTorch {self.torch_metric:.4f} vs exported {self.exported_metric:.4f}"
                 + (f"; mask AP PyTorch {self.mask_metrics[0]:.4f} vs exported {self.mask_metrics[1]:.4f}"
                    if self.mask_metrics else "")
@@ -193,7 +208,7 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
     task = reference.task
     image_ids = [sample.image_id for sample in samples]
     torch_eval, exported_eval = (restrict_ground_truth(make_evaluator(), image_ids) for _ in range(2))
-    worst, mismatched = 0.0, []
+    worst, mismatched, detections = 0.0, [], 0
     for index, sample in enumerate(samples):
         with torch.no_grad():
             expected = reference(sample.image)
@@ -212,6 +227,7 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
             torch_eval.update([expected_map], [sample.gt_sem_seg])
             exported_eval.update([got_map], [sample.gt_sem_seg])
             continue
+        detections += len(expected[0])
         difference = _detection_difference(expected, got)
         worst = max(worst, difference)
         if difference > tolerance:
@@ -223,7 +239,7 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
     torch_results, exported_results = torch_eval.compute(), exported_eval.compute()
     masks = (torch_results["mask_AP"], exported_results["mask_AP"]) if "mask_AP" in torch_results else None
     report = ParityReport(len(samples), worst, metric, torch_results[metric], exported_results[metric], mismatched,
-                          masks)
+                          masks, detections)
     if not report.agrees(tolerance):
         raise ExportError(f"{exported} does not reproduce the PyTorch model (tolerance {tolerance:g}): {report}")
     return report
