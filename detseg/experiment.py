@@ -60,6 +60,34 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> DictConf
     return cfg
 
 
+def apply_overrides(config: dict[str, Any], overrides: Sequence[str], source: str) -> DictConfig:
+    """A resolved config (e.g. a checkpoint's) with ``key=value`` overrides merged in and
+    the result validated like an experiment YAML.
+
+    Raises:
+        ConfigError / UnknownNameError: an override that is not ``key=value``, or a merged
+            config that does not validate, prefixed with ``source``.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for item in overrides:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"override '{item}' is not key=value (e.g. data.val.dataset.num_images=8)")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.create(config), OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: cannot apply overrides {' '.join(overrides)}: {exc}") from None
+    if overrides:  # an untouched config was validated when the checkpoint was trained
+        try:
+            validate(to_plain(cfg), ExperimentConfig, "")
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{source}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
 def build_split(cfg: DictConfig, split: str = "val") -> DetectionDataset:
     """The data set of ``data.<split>``, with its transforms."""
     node = cfg.data.get(split)
@@ -75,10 +103,46 @@ def build_evaluator(cfg: DictConfig, dataset: DetectionDataset) -> Evaluator:
     return build(cfg.evaluator, EVALUATORS, "evaluator", dataset=dataset)
 
 
+def load_splits(path: str | Path, overrides: Sequence[str], splits: Sequence[str] | None) -> DictConfig:
+    """:func:`load_experiment` with only the data splits ``splits`` (all of train / val /
+    test the config has when None): the others are removed, so their paths (``???`` in
+    ``data=coco``) need not be set.
+
+    Raises:
+        ConfigError: a split the config does not have, naming the ones it has.
+    """
+    raw = load_config(path, overrides)
+    present = [s for s in ("train", "val", "test") if raw.get("data") and raw.data.get(s) is not None]
+    unknown = [s for s in (splits or ()) if s not in present]
+    if unknown:
+        raise ConfigError(f"{path}: split '{unknown[0]}': the config has no data.{unknown[0]} (its splits: "
+                          f"{', '.join(present) or 'none'})")
+    if splits is None:
+        return load_experiment(path, overrides)
+    return load_experiment(path, [*overrides, *(f"~data.{s}" for s in present if s not in splits)])
+
+
 def ground_truth_from_config(path: str | Path, overrides: Sequence[str] = (),
                              split: str = "val") -> dict[str, Any]:
-    """COCO ground truth of the configured ``split`` (untransformed, original coordinates)."""
-    return build_split(load_experiment(path, overrides), split).coco_ground_truth()
+    """COCO ground truth of the configured ``split`` (untransformed, original coordinates),
+    checked by the data doctor as training data is (:func:`check_split_data`)."""
+    cfg = load_splits(path, overrides, [split])
+    check_split_data(cfg, split, path)
+    return build_split(cfg, split).coco_ground_truth()
+
+
+def check_split_data(cfg: DictConfig, split: str, path: str | Path) -> None:
+    """Refuse ground truth with errors (duplicate ids, degenerate boxes, missing images...):
+    the data doctor at the config's ``data.check`` level on ``data.<split>``, as training
+    runs it; one error naming the first findings."""
+    from detseg.data.doctor import check_config_data
+    from detseg.data.formats import refuse_errors
+
+    level = cfg.data.get("check", "brief")
+    if level == "off":
+        return
+    for report in check_config_data(cfg, (split,), level):
+        refuse_errors(report.findings, f"{path}: data.{split}", hint="data.check=off skips this check")
 
 
 def default_run_dir(config_path: str | Path) -> Path:
@@ -135,6 +199,8 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     if cfg.get("train") is None:
         raise ConfigError(f"{path}: no train section")
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(path)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"output_dir={run_dir}: is a file; give a folder for the run (checkpoints, metrics)")
     processes = init_distributed(cfg.device)
     if not dry_run and not cfg.resume and (run_dir / "last.pt").exists():
         raise TrainingError(f"{run_dir} already holds a run (last.pt); continue it with resume=true, "
@@ -191,14 +257,20 @@ def check_data_before_training(cfg: DictConfig, path: str | Path, verbose: bool 
     for report in reports:
         if verbose and report.checked:
             print(report.format(shown_per_kind=3))
-    errors = sum(len(r.errors()) for r in reports)
+    errors = [(r.split, f) for r in reports for f in r.errors()]
     if errors:
         splits = [r.split for r in reports if r.errors()]
-        raise DataError(
-            f"{path}: the data doctor found {errors} error(s) in data.{'/'.join(splits)} (above). Fix them, "
-            f"or leave those images out: python tools/check_data.py {path} --skip-lists DIR writes their "
-            f"names, then add " + " ".join(f"data.{s}.dataset.skip_files=DIR/{s}.txt" for s in splits)
-            + " (data.check=off skips this check)")
+        first = "; ".join(("" if len(splits) == 1 else f"data.{split}: ") + f"{f.kind}: {f.file}: {f.detail}"
+                          for split, f in errors[:3])
+        more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+        message = f"{path}: the data doctor found {len(errors)} error(s) in data.{'/'.join(splits)}: {first}{more}."
+        if all(f.image is not None for _, f in errors):  # each error is about an image that can be left out
+            message += (f" Fix them, or leave those images out: python tools/check_data.py {path} --skip-lists "
+                        f"DIR writes their names, then add "
+                        + " ".join(f"data.{s}.dataset.skip_files=DIR/{s}.txt" for s in splits))
+        else:
+            message += " Fix them"
+        raise DataError(message + " (data.check=off skips this check)")
 
 
 def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
@@ -223,18 +295,28 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
                         progress: bool = True, report_dir: str | Path | None = None) -> dict[str, float]:
     """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides);
     ``report_dir`` also gets the plots and ``report.html`` (:mod:`detseg.evaluation.plots`)."""
-    from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
+    from detseg.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_model_state
     from detseg.engine.distributed import init_distributed
     from detseg.engine.evaluate import evaluate
     from detseg.engine.trainer import select_device
 
     # Only data.val matters here, so a data group whose train split needs paths (data=coco)
     # can be used with just the val paths given.
-    cfg = load_experiment(path, [*overrides, "~data.train"])
+    cfg = load_splits(path, overrides, ["val"])
+    if cfg.get("model") is None:
+        raise ConfigError(f"{path}: config has no model section")
+    state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{checkpoint} is not a detseg training checkpoint (no model weights inside)")
+    trained = ((state.get("config") or {}).get("model") or {}).get("name")
+    if trained is not None and trained != cfg.model.name:
+        raise CheckpointError(f"{checkpoint} holds a '{trained}' model, but {path} builds '{cfg.model.name}'; "
+                              f"evaluate it with the config it was trained with (config.yaml in its run directory)")
     processes = init_distributed(cfg.device)  # under torchrun each process evaluates a share
+    check_split_data(cfg, "val", path)
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset, initialize=False)
-    load_model_state(model, inference_weights(load_checkpoint(checkpoint)), str(checkpoint))
+    load_model_state(model, inference_weights(state), str(checkpoint))
     device = select_device(cfg.device)
     evaluator = build_evaluator(cfg, dataset)
     metrics = evaluate(model.to(device), dataset, evaluator, device, cfg.data.val.batch_size,

@@ -43,16 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", type=Path, metavar="FILE", help="YAML file whose 'anchors:' line to replace")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     import torch
     from omegaconf import open_dict
 
     from detseg.errors import ConfigError
-    from detseg.experiment import build_split, load_experiment
+    from detseg.experiment import build_split, load_splits
     from detseg.ops.kmeans_anchors import kmeans_anchors, shape_iou
 
-    cfg = load_experiment(args.config, args.overrides)
+    if args.num_anchors is not None and args.num_anchors < 1:
+        raise ConfigError(f"--num-anchors must be at least 1, got {args.num_anchors}")
+    cfg = load_splits(args.config, args.overrides, [args.split])  # names the splits there if --split is not
     head = cfg.model.get("head")
     if head is None or head.get("name") != "yolo" or not cfg.model.get("input_size"):
         raise ConfigError(f"{args.config}: tools/anchors.py is for model.head.name=yolo with a model.input_size")
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     wh = torch.tensor([[a["bbox"][2] * size / image_size[a["image_id"]][0], a["bbox"][3] * size / image_size[a["image_id"]][1]]
                        for a in gt["annotations"] if not a.get("iscrowd") and a["bbox"][2] > 0 and a["bbox"][3] > 0])
     print(f"{len(wh)} boxes from data.{args.split} ({len(gt['images'])} images), in {size:g} x {size:g} input pixels")
+    if len(wh) < k:
+        raise ConfigError(f"data.{args.split} has {len(wh)} box(es); {k} anchors need at least as many")
     anchors, mean_iou = kmeans_anchors(wh, k, seed=args.seed)
     per_level = [[[round(float(w), 1), round(float(h), 1)] for w, h in anchors[i * (k // levels):(i + 1) * (k // levels)].tolist()]
                  for i in range(levels)]

@@ -25,17 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="experiment YAML")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    parser.add_argument("--split", nargs="+", default=["train", "val", "test"], help="splits to check")
+    parser.add_argument("--split", nargs="+", help="splits to check (default: those the config has of train, "
+                        "val, test); the others are left out of the config, so their paths need not be set")
     parser.add_argument("--brief", action="store_true",
                         help="annotations and image headers only (what training runs at start)")
     parser.add_argument("--skip-lists", metavar="DIR", help="write DIR/<split>.txt: the images with errors")
     args = parser.parse_intermixed_args(argv)
 
     from detseg.data.doctor import check_config_data
-    from detseg.experiment import load_experiment
+    from detseg.experiment import load_splits
 
-    cfg = load_experiment(args.config, args.overrides)
-    reports = check_config_data(cfg, tuple(args.split), "brief" if args.brief else "full")
+    cfg = load_splits(args.config, args.overrides, args.split)
+    splits = args.split or [s for s in ("train", "val", "test") if cfg.data.get(s) is not None]
+    reports = check_config_data(cfg, tuple(splits), "brief" if args.brief else "full")
     for report in reports:
         print(report.format())
     if args.skip_lists:

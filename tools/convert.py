@@ -35,15 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    from detseg.data.formats import read_format, write_coco, write_voc, write_yolo
+    from detseg.data.doctor import check_labeled_set
+    from detseg.data.formats import read_format, refuse_errors, write_coco, write_voc, write_yolo
     from detseg.errors import DataError
 
-    labeled = read_format(args.source_format, args.source, args.split, args.class_names, args.images)
-    if labeled.errors():
-        shown = "\n  ".join(str(f) for f in labeled.errors()[:10])
-        raise DataError(f"{args.source}: {len(labeled.errors())} error(s); fix them first "
-                        f"(tools/check_data.py lists all):\n  {shown}")
+    if args.source_format == "coco" and not args.images:
+        parser.error("--from coco needs --images (the folder the JSON's file_name entries are in)")
+    if args.images and not Path(args.images).is_dir():
+        raise DataError(f"--images {args.images}: folder not found")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file; give a folder to write the converted data set to")
+    labeled = read_format(args.source_format, args.source, args.split, args.class_names, args.images)
+    if not labeled.images and not labeled.errors():
+        raise DataError(f"{args.source}: no images to convert (split '{args.split}')")
+    # The reader's findings and those of the image files (missing, unreadable, of another size).
+    report = check_labeled_set(labeled, args.split, args.source_format)
+    refuse_errors(report.findings, f"{args.source} (split '{args.split}')",
+                  hint="fix them first; tools/check_data.py lists them all")
     masks = sum(a.segmentation is not None for im in labeled.images for a in im.annotations)
     crowd = sum(a.iscrowd for im in labeled.images for a in im.annotations)
     if args.target_format == "coco":

@@ -15,6 +15,11 @@ Detection (COCO results JSON, or a folder of VOC devkit result files)::
                          [--metric coco|voc07|voc12] [--out metrics.json]
     python tools/eval.py --gt VOCROOT --split val --results RES.json --metric voc07
 
+The ground truth gets the checks training data gets (the data doctor's: degenerate boxes,
+boxes outside their image, duplicate image or annotation ids, annotations of images that
+are not listed); results need finite scores and boxes. Each problem is one ``error:`` line
+naming the file, image and annotation or result entry.
+
 Semantic segmentation (label-map PNGs paired by file name)::
 
     python tools/eval.py --gt-masks DIR --pred-masks DIR --num-classes K
@@ -55,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="evaluate this checkpoint on CONFIG's data.val")
     parser.add_argument("overrides", nargs="*", metavar="[CONFIG] KEY=VALUE",
                         help="an experiment YAML (with --checkpoint) and config overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may follow --checkpoint
     args.config = None
     if args.overrides and args.overrides[0].endswith((".yaml", ".yml")):
         args.config, args.overrides = args.overrides[0], args.overrides[1:]
@@ -69,15 +74,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("give either --gt/--results or --gt-masks/--pred-masks, not both")
     if detection and not (args.gt and args.results):
         parser.error("detection needs both --gt and --results")
-    if segmentation and not (args.gt_masks and args.pred_masks and args.num_classes):
+    if segmentation and not (args.gt_masks and args.pred_masks and args.num_classes is not None):
         parser.error("segmentation needs --gt-masks, --pred-masks and --num-classes")
     if not (detection or segmentation):
         parser.error("nothing to evaluate: give --gt and --results, or --gt-masks and --pred-masks")
     return args
 
 
+def check_output_paths(args: argparse.Namespace) -> None:
+    """``--out`` must be a file that can be written and ``--report`` a folder, before any
+    evaluation time is spent."""
+    from detseg.errors import ConfigError
+
+    for option, value, folder in (("--out", args.out, False), ("--report", args.report, True)):
+        if value is None:
+            continue
+        path = Path(value)
+        if path.exists() and path.is_dir() != folder:
+            raise ConfigError(f"{option} {value}: is a {'file' if folder else 'folder'}; give "
+                              f"{'a folder' if folder else 'a file name, e.g. metrics.json'}")
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ConfigError(f"{option} {value}: {blocking} is a file, not a folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_output_paths(args)
     if args.checkpoint:
         from detseg.engine.distributed import is_main_process, shutdown
         from detseg.experiment import evaluate_checkpoint

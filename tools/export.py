@@ -35,15 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="changes to the checkpoint's config")
     args = parser.parse_intermixed_args(argv)
 
-    from omegaconf import OmegaConf
-
     from detseg.data import build_dataset
     from detseg.deploy import ExportError, export_model, input_shape, parity_check
-    from detseg.experiment import build_evaluator
+    from detseg.errors import ConfigError
+    from detseg.experiment import apply_overrides, build_evaluator
     from detseg.inference.predictor import Predictor
 
+    if args.images is not None and args.images < 1:
+        raise ConfigError(f"--images must be at least 1, got {args.images}")
+    if args.tolerance < 0:
+        raise ConfigError(f"--tolerance must be >= 0, got {args.tolerance:g}")
+    if Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: is a folder; give the file to write, e.g. {Path(args.out) / 'model'}"
+                          f"{'.onnx' if args.format == 'onnx' else '.pt'}")
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
-    config = OmegaConf.merge(OmegaConf.create(predictor.config), OmegaConf.from_dotlist(args.overrides))
+    config = apply_overrides(predictor.config, args.overrides, f"{args.checkpoint} (its config)")
+    if config.get("data", {}).get("val") is None:
+        raise ConfigError(f"{args.checkpoint}: its config has no data.val, which the export's example image "
+                          f"and parity check come from; give one with data.val...=")
     dataset = build_dataset(config.data.val, "data.val")
     count = len(dataset) if args.images is None else min(args.images, len(dataset))
     samples = [dataset[i] for i in range(count)]

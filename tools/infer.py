@@ -28,9 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
 
+    from detseg.errors import ConfigError
     from detseg.inference import Predictor
-    from detseg.inference.run import predict_files
+    from detseg.inference.predictor import resolve_device
+    from detseg.inference.run import collect_images, predict_files
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0 <= args.score_thresh <= 1:
+        raise ConfigError(f"--score-thresh must be in [0, 1], got {args.score_thresh:g}")
+    resolve_device(args.device)  # these fail before the model loads: a device that is not here,
+    collect_images(args.images)  # a missing image, a folder without images
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     out = predict_files(predictor, args.images, args.out, args.score_thresh, args.batch_size)
     print(f"wrote predictions for {len(list(out.glob('*.jpg')))} image(s) to {out}")

@@ -27,9 +27,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from detseg.data.export import write_coco, write_voc
     from detseg.data.shapes import ShapesDataset
+    from detseg.errors import ConfigError
 
-    dataset = ShapesDataset(split=args.split, num_images=args.num_images,
-                            image_size=args.image_size, seed=args.seed)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: is a file; give a folder")
+    if args.num_images < 1:
+        raise ConfigError(f"--num-images must be at least 1, got {args.num_images}")
+    try:
+        dataset = ShapesDataset(split=args.split, num_images=args.num_images,
+                                image_size=args.image_size, seed=args.seed)
+    except ValueError as exc:  # e.g. an image size below the minimum
+        raise ConfigError(f"--image-size {args.image_size}: {exc}") from None
     if args.format == "coco":
         written = write_coco(dataset, args.out, args.split)
     else:

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides when --gt is an experiment YAML")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value overrides may come after options
 
     from detseg.evaluation.files import load_ground_truth
     from detseg.evaluation.synthetic import results_from_ground_truth

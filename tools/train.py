@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="end after iteration N with last.pt written; continue later with resume=true")
     args = parser.parse_intermixed_args(argv)
+    if args.stop_after is not None and args.stop_after < 1:
+        from detseg.errors import ConfigError
+
+        raise ConfigError(f"--stop-after must be an iteration >= 1, got {args.stop_after}")
 
     from detseg.engine.distributed import is_main_process, shutdown
     from detseg.experiment import train_from_config

@@ -19,14 +19,43 @@ from detseg.structures.masks import segmentation_to_mask
 
 
 def load_coco_json(path: str | Path) -> dict[str, Any]:
-    """Read a COCO instances file and check its top-level structure."""
+    """Read a COCO instances file and check its structure: the three lists, categories
+    with integer ids, images with an integer id, a file name and a positive size, and
+    annotations that are objects. (Their ids, boxes and references are checked by the
+    data set and by :func:`detseg.data.formats.read_coco`.)
+
+    Raises:
+        DataError: naming the file and the first malformed entry.
+    """
     data = read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a COCO instances object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{path}: missing or invalid '{key}' list")
+    for i, category in enumerate(data["categories"]):
+        if not (isinstance(category, dict) and _is_int(category.get("id"))):
+            raise DataError(f"{path}: categories[{i}] needs an integer 'id', got {_short(category)}")
+    for i, image in enumerate(data["images"]):
+        if not (isinstance(image, dict) and _is_int(image.get("id")) and isinstance(image.get("file_name"), str)):
+            raise DataError(f"{path}: images[{i}] needs an integer 'id' and a 'file_name', got {_short(image)}")
+        width, height = image.get("width"), image.get("height")
+        if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+            raise DataError(f"{path}: image {image['id']} ({image['file_name']}): 'width' and 'height' must be "
+                            f"positive integers, got {width!r} x {height!r}")
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise DataError(f"{path}: annotations[{i}] must be an object, got {_short(ann)}")
     return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 @DATASETS.register("coco")
@@ -90,8 +119,9 @@ class CocoDataset(DetectionDataset):
                     f"'categories' ({self.category_ids})"
                 )
             bbox = ann.get("bbox")
-            if not (isinstance(bbox, list) and len(bbox) == 4):
-                raise DataError(f"{self.ann_file}: {where}: 'bbox' must be [x, y, width, height]")
+            if not (isinstance(bbox, list) and len(bbox) == 4
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+                raise DataError(f"{self.ann_file}: {where}: 'bbox' must be [x, y, width, height] numbers, got {bbox!r}")
             x, y, w, h = (float(v) for v in bbox)
             if w < 0 or h < 0:
                 raise DataError(

@@ -28,6 +28,7 @@ from detseg.data.formats import (
     LabeledSet,
     image_size,
     read_coco,
+    read_id_list,
     read_voc,
     read_yolo,
 )
@@ -99,16 +100,34 @@ def check_dataset(node: dict[str, Any], split: str, level: Level = "full") -> Sp
     elif name == "voc":
         root = Path(params["root"])
         list_file = root / "ImageSets" / "Segmentation" / f"{params.get('split', 'train')}.txt"
-        ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        ids = read_id_list(list_file, root)
         pairs = [(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png", i) for i in ids]
         _check_label_maps(pairs, len(read_class_names(root, params.get("class_names"))) + 1, 255, report, skip, level)
     elif name == "seg_folder":
         image_dir, mask_dir = Path(params["image_dir"]), Path(params["mask_dir"])
+        for key, folder in (("image_dir", image_dir), ("mask_dir", mask_dir)):
+            if not folder.is_dir():
+                raise DataError(f"data.{split}.dataset.{key}: folder not found: {folder}")
         images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         pairs = [(p, mask_dir / f"{p.stem}.png", p.name) for p in images]
         _check_label_maps(pairs, len(params["class_names"]), params.get("ignore_index", 255), report, skip, level)
     else:
         report.checked = False
+    if report.checked and report.images == 0:
+        source = next((str(params[k]) for k in ("ann_file", "data_yaml", "root", "image_dir") if k in params), str(name))
+        detail = (f"all {report.skipped} images are in skip_files" if report.skipped else
+                  f"it lists no images (data.{split}" + (f", split '{params['split']}'" if "split" in params else "")
+                  + ")")
+        report.findings.append(Finding("error", "no images", source, detail))
+    return report
+
+
+def check_labeled_set(labeled: LabeledSet, split: str, dataset: str = "", level: Level = "brief",
+                      masks: bool = False) -> SplitReport:
+    """The report of an already read set: its reader's findings plus those of its image
+    files (missing, unreadable, of another size) and, with ``masks``, of its masks."""
+    report = SplitReport(split, dataset)
+    _check_labeled(labeled, report, set(), level, masks)
     return report
 
 

@@ -17,6 +17,7 @@ import json
 import shutil
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from detseg.data.io import read_json
+from detseg.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -76,6 +77,22 @@ class LabeledSet:
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "error"]
 
+    def refuse_errors(self, source: str, skip: Collection[str] = (), hint: str = "") -> None:
+        """:func:`refuse_errors` of this set's findings."""
+        refuse_errors(self.findings, source, skip, hint)
+
+
+def refuse_errors(findings: list[Finding], source: str, skip: Collection[str] = (), hint: str = "",
+                  shown: int = 5) -> None:
+    """Raise one :class:`DataError` (one line) naming ``source`` and the first ``shown``
+    error findings (those of images in ``skip`` aside), ending with ``hint``; do nothing
+    when there are none."""
+    errors = [f for f in findings if f.level == "error" and (f.image is None or f.image not in skip)]
+    if errors:
+        listed = "; ".join(f"{f.kind}: {f.file}: {f.detail}" for f in errors[:shown])
+        more = f"; and {len(errors) - shown} more" if len(errors) > shown else ""
+        raise DataError(f"{source}: {len(errors)} error(s): {listed}{more}" + (f" ({hint})" if hint else ""))
+
 
 def image_size(path: Path) -> tuple[int, int] | None:
     """``(width, height)`` from the file header, or None when it cannot be read."""
@@ -91,7 +108,10 @@ def check_box(box: np.ndarray, width: int, height: int, where: str, findings: li
     """The box clipped to the image; ``None`` (with an error finding) when it is degenerate,
     non-finite or wholly outside; a warning when clipping changed it."""
     if not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-        findings.append(Finding("error", "degenerate box", where, f"box {box.round(3).tolist()} has no area", image))
+        problem = ("non-finite coordinates" if not np.isfinite(box).all() else
+                   "negative width or height" if box[2] < box[0] or box[3] < box[1] else "zero width or height")
+        findings.append(Finding("error", "degenerate box", where,
+                                f"box {box.round(3).tolist()} has no area ({problem})", image))
         return None
     clipped = np.clip(box, 0, [width, height, width, height])
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
@@ -108,42 +128,79 @@ def check_box(box: np.ndarray, width: int, height: int, where: str, findings: li
 # -- COCO ------------------------------------------------------------------------------
 
 
-def read_coco(ann_file: str | Path, image_dir: str | Path) -> LabeledSet:
+def read_coco(ann_file: str | Path, image_dir: str | Path, data: dict[str, Any] | None = None) -> LabeledSet:
+    """Read a COCO instances file (or its ``data`` as :func:`~detseg.data.coco.load_coco_json`
+    returned it) tolerantly.
+
+    A malformed file (entries without ids, sizes that are not positive) raises
+    :class:`DataError`; findings: duplicate image or annotation ids, annotations of an
+    image that is not listed, unknown category ids and boxes that are malformed,
+    degenerate or (partly) outside their image. Each names the image's file name and id
+    and the annotation id."""
+    from detseg.data.coco import load_coco_json
+
     ann_file, image_dir = Path(ann_file), Path(image_dir)
-    data = read_json(ann_file, "annotation file")
+    data = load_coco_json(ann_file) if data is None else data
     source = str(ann_file)
-    categories = sorted(data.get("categories", []), key=lambda c: c["id"])
+    categories = sorted(data["categories"], key=lambda c: c["id"])
     label_of = {c["id"]: i for i, c in enumerate(categories)}
     out = LabeledSet([str(c.get("name", c["id"])) for c in categories])
     seen: dict[int, ImageEntry] = {}
-    for info in data.get("images", []):
-        if info["id"] in seen:
+    for info in data["images"]:
+        image_id, name = info["id"], info["file_name"]
+        if image_id in seen:
             out.findings.append(Finding("error", "duplicate image id", source,
-                                        f"image id {info['id']} is listed for {seen[info['id']].name} and "
-                                        f"{info['file_name']}", info["file_name"]))
+                                        f"image id {image_id} is listed for {seen[image_id].name} and "
+                                        f"{name}", name))
             continue
-        entry = ImageEntry(image_dir / info["file_name"], info["file_name"], int(info["id"]),
-                           int(info.get("width", 0)), int(info.get("height", 0)))
-        seen[info["id"]] = entry
+        entry = ImageEntry(image_dir / name, name, image_id, info["width"], info["height"])
+        seen[image_id] = entry
         out.images.append(entry)
-    for ann in data.get("annotations", []):
-        entry = seen.get(ann.get("image_id"))
+    annotation_ids: dict[Any, int] = {}  # id -> position in 'annotations'
+    for i, ann in enumerate(data["annotations"]):
+        ann_id = ann.get("id")
+        entry = seen.get(ann.get("image_id")) if _is_int(ann.get("image_id")) else None
+        where = (f"{entry.name} (image {entry.image_id}, annotation {ann_id})" if entry is not None
+                 else f"annotation {ann_id}")
+        if not (_is_int(ann_id) or isinstance(ann_id, str)):
+            out.findings.append(Finding("error", "malformed entry", where,
+                                        f"annotations[{i}] needs an 'id' (an integer), got {ann_id!r} (in {source})",
+                                        entry.name if entry else None))
+        elif ann_id in annotation_ids:
+            out.findings.append(Finding("error", "duplicate annotation id", where,
+                                        f"annotation id {ann_id} is used twice: annotations[{annotation_ids[ann_id]}]"
+                                        f" and annotations[{i}] (in {source})", entry.name if entry else None))
+        else:
+            annotation_ids[ann_id] = i
         if entry is None:
             out.findings.append(Finding("error", "unknown image id", source,
-                                        f"annotation {ann.get('id')} refers to image id {ann.get('image_id')!r}"))
+                                        f"annotation {ann_id} refers to image id {ann.get('image_id')!r}, "
+                                        f"which is not in 'images'"))
             continue
-        where = f"{entry.name} (annotation {ann.get('id')})"
-        if ann.get("category_id") not in label_of:
+        if not _is_int(ann.get("category_id")) or ann["category_id"] not in label_of:
             out.findings.append(Finding("error", "class not in category list", where,
                                         f"category_id {ann.get('category_id')!r} is not among "
                                         f"{sorted(label_of)}", entry.name))
             continue
-        x, y, w, h = (float(v) for v in ann.get("bbox", [0, 0, 0, 0]))
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            out.findings.append(Finding("error", "malformed label", where,
+                                        f"'bbox' must be [x, y, width, height] numbers, got {bbox!r}", entry.name))
+            continue
+        x, y, w, h = (float(v) for v in bbox)
         box = check_box(np.array([x, y, x + w, y + h]), entry.width, entry.height, where, out.findings, entry.name)
         if box is not None:
             entry.annotations.append(Annotation(box, label_of[ann["category_id"]], bool(ann.get("iscrowd", 0)),
                                                 ann.get("segmentation")))
     return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def write_coco(labeled: LabeledSet, ann_file: str | Path, image_dir: str | Path) -> None:
@@ -174,7 +231,7 @@ def read_voc(root: str | Path, split: str, class_names: list[str]) -> LabeledSet
     root = Path(root)
     out = LabeledSet(list(class_names))
     list_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    ids = read_id_list(list_file, root)
     for stem, count in Counter(ids).items():
         if count > 1:
             out.findings.append(Finding("error", "duplicate image id", str(list_file), f"'{stem}' is listed {count} times"))
@@ -206,6 +263,18 @@ def read_voc(root: str | Path, split: str, class_names: list[str]) -> LabeledSet
                 entry.annotations.append(Annotation(box, out.class_names.index(name), difficult))
         out.images.append(entry)
     return out
+
+
+def read_id_list(list_file: Path, root: Path) -> list[str]:
+    """The image ids of a VOC split file (first word per line); a missing root or split
+    file raises :class:`DataError` naming it (and the splits that are there)."""
+    if not root.is_dir():
+        raise DataError(f"VOC root folder not found: {root}" + (" (it is a file)" if root.exists() else ""))
+    if not list_file.is_file():
+        there = sorted(p.stem for p in list_file.parent.glob("*.txt")) if list_file.parent.is_dir() else []
+        raise DataError(f"VOC split file not found: {list_file} (split '{list_file.stem}'; "
+                        f"{'splits there: ' + ', '.join(there) if there else 'no split files there'})")
+    return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
 
 
 def write_voc(labeled: LabeledSet, root: str | Path, split: str) -> None:
@@ -244,13 +313,21 @@ def write_voc(labeled: LabeledSet, root: str | Path, split: str) -> None:
 def read_yolo_yaml(data_yaml: str | Path) -> tuple[Path, dict[str, Any], list[str]]:
     """The data root, the YAML, and the class names (``names`` as a list or ``{id: name}``)."""
     data_yaml = Path(data_yaml)
-    spec = yaml.safe_load(data_yaml.read_text()) or {}
+    if not data_yaml.is_file():
+        what = "is a folder; give the data YAML inside it" if data_yaml.is_dir() else "not found"
+        raise DataError(f"YOLO data YAML {what}: {data_yaml}")
+    try:
+        spec = yaml.safe_load(data_yaml.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{data_yaml}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise DataError(f"{data_yaml}: expected a mapping with 'names' and split entries, got {type(spec).__name__}")
     names = spec.get("names")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
     if not isinstance(names, list) or not names:
-        raise ValueError(f"{data_yaml}: 'names' must list the class names")
-    root = data_yaml.parent / spec.get("path", ".")
+        raise DataError(f"{data_yaml}: 'names' must list the class names")
+    root = data_yaml.parent / str(spec.get("path") or ".")
     return root, spec, [str(n) for n in names]
 
 
@@ -267,8 +344,11 @@ def read_yolo(data_yaml: str | Path, split: str) -> LabeledSet:
     means no objects."""
     root, spec, names = read_yolo_yaml(data_yaml)
     if split not in spec:
-        raise ValueError(f"{data_yaml}: no '{split}' entry (it has {sorted(k for k in spec if k not in ('path', 'names'))})")
-    image_dir = root / spec[split]
+        raise DataError(f"{data_yaml}: no '{split}' entry (split '{split}'; it has "
+                        f"{sorted(k for k in spec if k not in ('path', 'names'))})")
+    image_dir = root / str(spec[split])
+    if not image_dir.is_dir():
+        raise DataError(f"{data_yaml}: image folder of split '{split}' not found: {image_dir}")
     out = LabeledSet(names)
     paths = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     for index, path in enumerate(paths):
@@ -340,7 +420,7 @@ def read_format(kind: str, source: str | Path, split: str, class_names: list[str
     (source = data YAML)."""
     if kind == "coco":
         if image_dir is None:
-            raise ValueError("reading COCO needs the image folder")
+            raise DataError(f"{source}: reading COCO needs the image folder (--images)")
         return read_coco(source, image_dir)
     if kind == "voc":
         from detseg.data.voc import read_class_names
@@ -348,7 +428,7 @@ def read_format(kind: str, source: str | Path, split: str, class_names: list[str
         return read_voc(source, split, read_class_names(Path(source), class_names))
     if kind == "yolo":
         return read_yolo(source, split)
-    raise ValueError(f"unknown format '{kind}' (coco, voc, yolo)")
+    raise DataError(f"unknown format '{kind}' (coco, voc, yolo)")
 
 
 def _copy_image(entry: ImageEntry, folder: Path, name: str | None = None) -> str:

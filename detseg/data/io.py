@@ -17,12 +17,19 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     """Parse a JSON file; a missing file or bad JSON raises DataError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{what} not found: {path}")
+        raise DataError(f"{what} {_missing(path)}: {path}")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a JSON file (not UTF-8 text)") from None
+
+
+def _missing(path: Path) -> str:
+    """Why ``path`` is not a readable file: ``not found`` or ``is a folder, not a file``."""
+    return "is a folder, not a file" if path.is_dir() else "not found"
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -33,7 +40,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image file not found: {path}")
+        raise DataError(f"image file {_missing(path)}: {path}")
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
@@ -50,7 +57,7 @@ def read_label_map(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"label map not found: {path}")
+        raise DataError(f"label map {_missing(path)}: {path}")
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L", "I", "I;16"):

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from detseg.config import Component, NonNegativeInt, PositiveInt, UnitInterval, build, to_plain, validate
 from detseg.data.base import DetectionDataset
 from detseg.data.transforms import build_transforms
-from detseg.errors import ConfigError
+from detseg.errors import ConfigError, DataError
 from detseg.proposals.files import ProposalAttacher
 from detseg.registry import DATASETS, TRANSFORMS
 from detseg.structures import DetSample
@@ -74,9 +74,18 @@ def build_dataset(loader_cfg: Any, path: str = "data.val") -> DetectionDataset:
                               f"evaluation reads every image once")
     transforms = build_transforms(loader_cfg.get("transforms", []), f"{path}.transforms")
     dataset = build(loader_cfg["dataset"], DATASETS, f"{path}.dataset", transforms=transforms)
+    if len(dataset) == 0:
+        raise DataError(f"{path}: the data set has no images: {describe_source(loader_cfg['dataset'])}")
     if loader_cfg.get("proposals"):
         dataset.proposals = ProposalAttacher(loader_cfg["proposals"])
     return dataset
+
+
+def describe_source(node: dict[str, Any]) -> str:
+    """Where a data set node reads from, for messages: its file or folder and split."""
+    keys = ("ann_file", "data_yaml", "root", "image_dir", "split", "num_images", "skip_files")
+    parts = [f"{k}={node[k]}" for k in keys if node.get(k) is not None]
+    return f"{node.get('name')} ({', '.join(parts)})" if parts else str(node.get("name"))
 
 
 def build_dataloader(

@@ -21,6 +21,7 @@ import numpy as np
 
 from detseg.constants import IGNORE_INDEX
 from detseg.data.base import DetectionDataset, ImageSummary, Transform, coco_annotations
+from detseg.data.formats import read_id_list
 from detseg.data.io import read_image, read_label_map
 from detseg.data.record import ImageRecord
 from detseg.data.validation import BoxChecker, check_files_exist, read_skip_list
@@ -146,11 +147,8 @@ class VocDataset(DetectionDataset):
         self.has_instances = task == "detection"
         list_dir = "Main" if task == "detection" else "Segmentation"
         list_file = self.root / "ImageSets" / list_dir / f"{split}.txt"
-        if not list_file.is_file():
-            raise DataError(f"VOC split file not found: {list_file}")
         skip = read_skip_list(skip_files)
-        self.ids = [line.split()[0] for line in list_file.read_text().splitlines()
-                    if line.strip() and line.split()[0] not in skip]
+        self.ids = [i for i in read_id_list(list_file, self.root) if i not in skip]
         self.image_paths = [self.root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
         check_files_exist(self.image_paths, str(list_file))
         self.objects: list[VocObjects] | None = None

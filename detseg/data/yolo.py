@@ -38,18 +38,10 @@ class YoloTxtDataset(DetectionDataset):
                  transforms: Transform | None = None) -> None:
         super().__init__(transforms)
         self.data_yaml = Path(data_yaml)
-        if not self.data_yaml.is_file():
-            raise DataError(f"YOLO data YAML not found: {self.data_yaml}")
-        try:
-            labeled = read_yolo(self.data_yaml, split)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+        labeled = read_yolo(self.data_yaml, split)  # a missing YAML or split raises DataError
         skip = read_skip_list(skip_files)
-        errors = [f for f in labeled.errors() if f.image not in skip]
-        if errors:
-            shown = "; ".join(str(f) for f in errors[:5])
-            raise DataError(f"{self.data_yaml} ({split}): {len(errors)} problem(s): {shown}. "
-                            f"Run tools/check_data.py for the full list")
+        labeled.refuse_errors(f"{self.data_yaml} (split '{split}')", skip,
+                              "tools/check_data.py lists them all and writes skip_files lists")
         self.class_names = labeled.class_names
         self.category_ids = list(range(len(self.class_names)))
         self.entries = [e for e in labeled.images if e.name not in skip]

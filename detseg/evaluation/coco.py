@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from detseg.errors import ConfigError, DataError
 from detseg.evaluation.base import gather
 from detseg.evaluation.results import ResultsEvaluator
 from detseg.registry import EVALUATORS
@@ -21,7 +22,11 @@ Backend = Literal["auto", "pycocotools", "faster_coco_eval"]
 
 
 def available_backend(backend: Backend = "auto") -> str:
-    """The backend to use: ``auto`` takes faster-coco-eval when it is installed."""
+    """The backend to use: ``auto`` takes faster-coco-eval when it is installed.
+
+    Raises:
+        ConfigError: ``faster_coco_eval`` asked for but not installed.
+    """
     if backend in ("auto", "faster_coco_eval"):
         try:
             import faster_coco_eval  # noqa: F401
@@ -29,8 +34,9 @@ def available_backend(backend: Backend = "auto") -> str:
             return "faster_coco_eval"
         except ImportError:
             if backend == "faster_coco_eval":
-                raise ImportError(
-                    "backend 'faster_coco_eval' needs the package: pip install faster-coco-eval"
+                raise ConfigError(
+                    "backend 'faster_coco_eval' needs the package: pip install faster-coco-eval "
+                    "(or use backend 'pycocotools')"
                 ) from None
     return "pycocotools"
 
@@ -113,6 +119,11 @@ class CocoEvaluator(ResultsEvaluator):
     ) -> None:
         if iou_type not in ("bbox", "segm", "bbox+segm"):
             raise ValueError(f"iou_type must be 'bbox', 'segm' or 'bbox+segm', got {iou_type!r}")
+        if "segm" in iou_type:
+            bare = next((a for a in ground_truth["annotations"] if not a.get("segmentation")), None)
+            if bare is not None:
+                raise DataError(f"ground-truth annotation {bare.get('id')!r} (image {bare.get('image_id')!r}) has no "
+                                f"'segmentation': mask AP (iou_type {iou_type}) needs a mask on every object")
         self.iou_type = iou_type
         self.backend = backend
         super().__init__(ground_truth)

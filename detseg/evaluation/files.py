@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -12,9 +14,10 @@ from tqdm import tqdm
 
 from detseg.constants import IGNORE_INDEX
 from detseg.data.coco import load_coco_json
+from detseg.data.formats import read_coco, read_voc
 from detseg.data.io import read_label_map
-from detseg.data.voc import VocDataset
-from detseg.errors import DataError
+from detseg.data.voc import VocDataset, read_class_names
+from detseg.errors import ConfigError, DataError
 from detseg.evaluation.coco import CocoEvaluator
 from detseg.evaluation.results import load_results
 from detseg.evaluation.segmentation import SegmentationEvaluator
@@ -26,12 +29,26 @@ def load_ground_truth(gt: str | Path, split: str = "val", overrides: Sequence[st
     ``split``), or an experiment YAML (its ``data.<split>`` data set, with ``overrides``)."""
     gt = Path(gt)
     if gt.is_dir():
-        return VocDataset(str(gt), split=split).coco_ground_truth()
-    if gt.suffix in (".yaml", ".yml"):
+        # The data doctor's reader finds every problem at once (duplicate ids, bad boxes).
+        read_voc(gt, split, read_class_names(gt, None)).refuse_errors(f"{gt} (ground truth, split '{split}')")
+        ground_truth = VocDataset(str(gt), split=split).coco_ground_truth()
+        source = f"{gt} (split '{split}')"
+    elif gt.suffix in (".yaml", ".yml"):
         from detseg.experiment import ground_truth_from_config
 
-        return ground_truth_from_config(gt, overrides, split)
-    return load_coco_json(gt)
+        return ground_truth_from_config(gt, overrides, split)  # checked by the data doctor, as for training
+    else:
+        ground_truth = load_coco_json(gt)
+        labeled = read_coco(gt, gt.parent, ground_truth)  # the checks training data gets
+        labeled.refuse_errors(f"{gt} (ground truth)")
+        outside = [f for f in labeled.findings if f.kind == "box outside image"]
+        if outside:
+            warnings.warn(f"{gt}: {len(outside)} ground-truth box(es) reach outside their image (evaluated as "
+                          f"given): " + "; ".join(f"{f.file}: {f.detail}" for f in outside[:3]), stacklevel=2)
+        source = str(gt)
+    if not ground_truth["images"]:
+        raise DataError(f"{source}: the ground truth has no images; nothing to evaluate")
+    return ground_truth
 
 
 def load_detection_results(path: str | Path, ground_truth: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,7 +92,14 @@ def _read_voc_devkit_results(folder: Path, by_stem: dict, by_name: dict) -> list
             stem, score, *coords = parts
             if stem not in by_stem:
                 raise DataError(f"{file}:{line_no}: image '{stem}' is not in the ground truth")
-            xmin, ymin, xmax, ymax = (float(v) for v in coords)
+            try:
+                score, xmin, ymin, xmax, ymax = (float(v) for v in (score, *coords))
+            except ValueError:
+                raise DataError(f"{file}:{line_no}: image '{stem}': score and coordinates must be numbers, "
+                                f"got {line.strip()!r}") from None
+            if not all(math.isfinite(v) for v in (score, xmin, ymin, xmax, ymax)):
+                raise DataError(f"{file}:{line_no}: image '{stem}': score or coordinates are not finite "
+                                f"(NaN or infinite): {line.strip()!r}")
             results.append({"image_id": by_stem[stem], "category_id": by_name[name],
                             "bbox": [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1],
                             "score": float(score)})
@@ -96,7 +120,10 @@ def evaluate_detection_files(
     ground_truth = load_ground_truth(gt, split, overrides)
     detections = load_detection_results(results, ground_truth)
     if metric == "coco":
-        evaluator = CocoEvaluator(ground_truth, iou_type=iou_type, backend=backend)
+        try:
+            evaluator = CocoEvaluator(ground_truth, iou_type=iou_type, backend=backend)
+        except DataError as exc:
+            raise DataError(f"{gt}: {exc}") from None
     elif metric in ("voc07", "voc12"):
         if iou_type != "bbox":
             raise DataError("VOC metrics are defined for boxes only; use --iou-type bbox")
@@ -132,7 +159,10 @@ def evaluate_mask_folders(
     extra = sorted(set(pred_files) - set(gt_files))
     if extra:
         raise DataError(f"{pred_dir}: {len(extra)} prediction(s) have no ground truth in {gt_dir}: {extra[:5]}")
-    evaluator = SegmentationEvaluator(num_classes, class_names, ignore_index)
+    try:
+        evaluator = SegmentationEvaluator(num_classes, class_names, ignore_index)
+    except ValueError as exc:  # num_classes < 1, or class names that do not match it
+        raise ConfigError(f"--num-classes {num_classes} / --class-names: {exc}") from None
     for name in tqdm(gt_files, desc="masks", unit="img", leave=False):
         target = read_label_map(gt_files[name])
         pred = read_label_map(pred_files[name])

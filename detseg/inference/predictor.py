@@ -14,7 +14,8 @@ from detseg.data.io import read_image
 from detseg.data.record import ImageRecord
 from detseg.data.transforms import build_transforms
 from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
-from detseg.errors import DataError
+from detseg.errors import ConfigError, DataError
+from detseg.registry import UnknownNameError
 from detseg.structures import Instances
 
 ImageInput = str | Path | np.ndarray | Any  # a path, an HxWx3 uint8 RGB array, or a PIL image
@@ -35,6 +36,26 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
     raise DataError(f"cannot read an image from {type(image).__name__}; give a path, an array or a PIL image")
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists on this machine.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA / MPS device that is not available.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device '{device}' is not a device name (cpu, cuda, cuda:1, mps)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{device}': no CUDA device is available; use cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{device}': there are {torch.cuda.device_count()} CUDA device(s)")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{device}': MPS is not available; use cpu")
+    return resolved
+
+
 class Predictor:
     """Runs a trained model on images.
 
@@ -50,7 +71,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], class_names: Sequence[str],
                  device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = config
         self.class_names = list(class_names)
@@ -62,10 +83,17 @@ class Predictor:
         from detseg.models import build_model
 
         state = load_checkpoint(path)
-        if "config" not in state or "model" not in state:
+        if not isinstance(state, dict) or "config" not in state or "model" not in state:
             raise DataError(f"{path} is not a detseg training checkpoint (no config/model inside)")
         config = state["config"]
-        model = build_model(config["model"], initialize=False)
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            raise DataError(f"{path}: its config has no model section; not a detseg training checkpoint")
+        try:
+            model = build_model(config["model"], initialize=False)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{path}: its config cannot be built: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: its config cannot be built: {exc}") from None
         load_model_state(model, inference_weights(state), str(path))
         return cls(model, config, state.get("meta", {}).get("class_names", []), device)
 

@@ -40,8 +40,12 @@ def predict_files(predictor: Predictor, inputs: list[str], out_dir: str | Path,
     pixel coordinates, ``image_id`` = file stem, ``category_id`` = label index; label-map
     PNGs ``<stem>.png`` for segmentation). Returns ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"output folder {out_dir} is a file; give a folder for the pictures and predictions.json")
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
     paths = collect_images(inputs)
+    out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
