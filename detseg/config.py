@@ -111,6 +111,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
             group option.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config path is a folder, not a YAML file: {path}")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     if path.suffix not in (".yaml", ".yml"):
@@ -130,11 +132,28 @@ def _compose(path: Path, overrides: list[str]) -> DictConfig:
             cfg = compose(config_name=path.stem,
                           overrides=[f"hydra.searchpath=[file://{root}]", *overrides])
     except HydraException as exc:
-        raise ConfigError(f"{path}: {str(exc).split('Config search path:')[0].strip()}") from None
+        raise ConfigError(f"{path}: {_hydra_message(exc)}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _hydra_message(exc: Exception) -> str:
+    """Hydra's error on one line: an unknown group option lists the available ones (nearest
+    first), a bad override says what was expected."""
+    text = str(exc).split("Config search path:")[0].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[1].startswith("Available options in"):
+        options = lines[2:]
+        missing = lines[0].rsplit("/", 1)[-1].strip("'")
+        return f"{lines[0]}{did_you_mean(missing, options)}. {lines[1].rstrip(':')}: {', '.join(options)}"
+    if lines and lines[0].startswith("Error parsing override"):
+        return f"{lines[0]}: expected key=value (Hydra's override syntax)"
+    return " ".join(lines)
 
 
 def _allow_new_key(base: DictConfig, override: str) -> str:

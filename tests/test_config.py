@@ -125,16 +125,30 @@ def test_unset_mandatory_value_is_named(tmp_path):
         load_experiment(cfg)
 
 
+@pytest.mark.parametrize("override,message", [
+    ("model=fast_rcnn_tny", r"Could not find 'model/fast_rcnn_tny' \(did you mean 'fast_rcnn_tiny'\?\)\. "
+                            r"Available options in 'model': .*faster_rcnn_tiny"),
+    ("trainmax", r"Error parsing override 'trainmax': expected key=value"),
+])
+def test_hydra_errors_are_one_line(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_experiment(ROOT / "configs/faster_rcnn/shapes.yaml", [override])
+    assert "\n" not in str(info.value)
+
+
 def test_yaml_syntax_error_names_the_file(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("data: {val: [\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML at line 2, column 1: ") as info:
         load_config(cfg)
+    assert "\n" not in str(info.value)
 
 
 def test_missing_file_and_wrong_suffix():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="config path is a folder, not a YAML file"):
+        load_config(ROOT / "configs")
     with pytest.raises(ConfigError, match=r"\.yaml or \.yml"):
         load_config(ROOT / "pyproject.toml")
 

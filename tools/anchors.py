@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detseg.cli import run_cli
+from detseg.cli import ArgumentParser, run_cli
 
 ANCHORS_LINE = re.compile(r"^(\s*)anchors:.*$", re.MULTILINE)
 
@@ -36,7 +36,7 @@ def write_anchors(path: Path, anchors: list[list[list[float]]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="experiment YAML")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--num-anchors", type=int, help="in all (default: as many as the config has, else 3 per map)")

@@ -34,12 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detseg.cli import run_cli
+from detseg.cli import ArgumentParser, run_cli
 from detseg.report import format_metrics, write_metrics_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     det = parser.add_argument_group("detection")
     det.add_argument("--gt", help="COCO instances JSON, a VOC root folder, or an experiment YAML "
                      "(ground truth of its data.<split>)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,19 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint (tensors and plain Python values only: no code runs)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a folder, not a file: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or one holding "
+                              f"objects other than tensors and plain values ({first})") from exc
+    except Exception as exc:  # truncated zip, bad magic number, I/O error
+        raise CheckpointError(f"cannot read checkpoint {path}: not a readable PyTorch checkpoint "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
 
 
 def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
