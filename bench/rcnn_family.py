@@ -1,16 +1,30 @@
 """The R-CNN family on shapes: accuracy, training time and inference speed, in one table.
 
-    python bench/rcnn_family.py [--train] [--images 50]
+    python bench/rcnn_family.py [--train | --random-weights] [--images 50] [--threads 2]
 
 For each of configs/{rcnn,fast_rcnn,faster_rcnn,mask_rcnn}/shapes.yaml it reads the run
 in ``runs/<config path>/`` (``--train`` first trains the missing ones with
 ``tools/train.py``'s defaults, and makes the selective-search proposal files with
-``tools/gen_proposals.py`` when they are missing), then measures on the first ``--images``
-validation images, batch 1, median:
+``tools/gen_proposals.py`` when they are missing). A detector without a run (or every
+detector, with ``--random-weights``) is timed with its random initialisation (seed 0) and
+has no accuracy: its speed is measured, its accuracy is not.
 
-- ms/image of the whole detector (R-CNN and Fast R-CNN read the same precomputed
-  selective-search proposals, so the comparison is of the detectors alone);
-- the proposal step: selective search on the image vs Faster R-CNN's backbone + FPN + RPN.
+Speed, on the first ``--images`` validation images, batch 1, pinned ``--threads``:
+
+- the proposal step first: selective search on the image vs Faster R-CNN's backbone + FPN +
+  RPN, the two timed in turns image by image (A B B A ...). The selective-search boxes are
+  kept and attached to the images (the same settings as ``tools/gen_proposals.py``), so
+  R-CNN and Fast R-CNN below read the same precomputed proposals without a file;
+- then ms/image of each whole detector, all four timed in turns image by image (each image
+  reverses the order of the one before, and the order rotates; see bench/common.py) after
+  one warm-up round, with the detections per image of each
+  (with random weights most boxes pass the 0.05 score threshold, so the RoI heads keep
+  their cap of 100 and Mask R-CNN's mask branch runs on 100 boxes: more post-processing
+  than a trained model does). ``--detections N`` sets every detector's score threshold to
+  0 and its cap to N, so that all return N per image whatever the weights.
+
+Reported per detector: median and min-max ms/image; the ratios (R-CNN / Fast R-CNN,
+selective search / RPN) are medians of the per-image ratios with their min-max.
 
 Accuracy and training time come from the run's ``metrics.json`` (final evaluation on all
 200 validation images) and ``metrics.jsonl`` (wall time at the last iteration, periodic
@@ -20,14 +34,17 @@ evaluations included). Prints a Markdown table for docs/rcnn_family.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
+
+from common import counts_text, finish, interleaved, ratio, start  # noqa: E402
 
 FAMILY = {
     "R-CNN": "configs/rcnn/shapes.yaml",
@@ -37,113 +54,181 @@ FAMILY = {
 }
 
 
-def median_ms(fn, items) -> float:
-    fn(items[0])  # warm-up
-    timings = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        timings.append(time.perf_counter() - start)
-    return 1000 * sorted(timings)[len(timings) // 2]
-
-
 def run_dir_of(config: str) -> Path:
     from detseg.experiment import default_run_dir
 
     return ROOT / default_run_dir(ROOT / config)
 
 
-def ensure_trained(config: str) -> Path:
+def ensure_trained(config: str, overrides: list[str] | tuple = (), run_dir: Path | None = None) -> Path:
     from detseg.experiment import load_experiment
 
-    cfg = load_experiment(ROOT / config)
+    cfg = load_experiment(ROOT / config, overrides)
     for split in ("train", "val"):
         proposals = cfg.data[split].get("proposals")
         if proposals and not Path(proposals).is_file():
             subprocess.run([sys.executable, "tools/gen_proposals.py", config, "--split", split], check=True, cwd=ROOT)
-    run_dir = run_dir_of(config)
+    run_dir = run_dir or run_dir_of(config)
     if not (run_dir / "metrics.json").is_file():
-        subprocess.run([sys.executable, "tools/train.py", config], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, "tools/train.py", config, *overrides, f"output_dir={run_dir}"], check=True,
+                       cwd=ROOT)
     return run_dir
 
 
-def load_run(config: str, run_dir: Path, overrides: list[str] | tuple = ()):
-    """``(model in eval mode with the run's best.pt, validation data set, final metrics,
-    training minutes)`` of a finished run."""
+@dataclasses.dataclass
+class Entry:
+    """A model ready to time: from its finished run, or randomly initialised."""
+
+    model: object
+    dataset: object
+    metrics: dict | None  # None: random weights, no accuracy
+    minutes: float | None
+
+
+def fix_detections(cfg, count: int) -> None:
+    """Score threshold 0 and a cap of ``count`` detections per image, in whichever of
+    ``model.roi_head`` (two-stage), ``model.head`` (one-stage) or ``model`` (R-CNN) holds them:
+    every detector then returns ``count`` per image (when it has that many boxes after NMS)."""
+    node = cfg.model.get("roi_head") or cfg.model.get("head") or cfg.model
+    node.score_threshold = 0.0
+    node.detections_per_image = count
+
+
+def prepare(config: str, overrides: list[str] | tuple = (), run_dir: Path | None = None,
+            random_weights: bool = False, detections: int = 0) -> Entry:
+    """The model of ``config`` in eval mode with the run's ``best.pt`` when there is one in
+    ``run_dir`` (and not ``random_weights``), else its random initialisation (seed 0); the
+    validation set without proposal files (the bench attaches proposals itself).
+    ``detections``: see :func:`fix_detections` (0: as configured)."""
+    import torch
+    from omegaconf import open_dict
+
     from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
     from detseg.experiment import build_model_for, build_split, load_experiment
 
     cfg = load_experiment(ROOT / config, overrides)
+    with open_dict(cfg):
+        cfg.data.val.proposals = None
+        if detections:
+            fix_detections(cfg, detections)
     dataset = build_split(cfg, "val")
+    torch.manual_seed(0)
     model = build_model_for(cfg, dataset)
+    run_dir = run_dir or run_dir_of(config)
+    if random_weights or not (run_dir / "best.pt").is_file():
+        return Entry(model.eval(), dataset, None, None)
     load_model_state(model, inference_weights(load_checkpoint(run_dir / "best.pt")), str(run_dir / "best.pt"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     seconds = [json.loads(line)["seconds"] for line in lines if '"seconds"' in line]
-    return model.eval(), dataset, metrics, seconds[-1] / 60 if seconds else float("nan")
+    return Entry(model.eval(), dataset, metrics, seconds[-1] / 60 if seconds else float("nan"))
 
 
-def measure(config: str, run_dir: Path, images: int) -> dict[str, float]:
+def prepare_family(family: dict[str, str], train: bool, random_weights: bool, detections: int = 0) -> dict[str, Entry]:
+    entries = {}
+    for name, config in family.items():
+        if train and not random_weights:
+            ensure_trained(config)
+        entries[name] = prepare(config, random_weights=random_weights, detections=detections)
+        source = "random weights (speed only)" if entries[name].metrics is None else f"run {run_dir_of(config)}"
+        print(f"{name}: {config}, {source}", flush=True)
+    return entries
+
+
+def with_proposals(sample, boxes):
+    """``sample`` with selective-search ``boxes`` attached as precomputed proposals (file
+    order = best first, as ``tools/gen_proposals.py`` writes them)."""
     import torch
 
-    model, dataset, metrics, minutes = load_run(config, run_dir)
-    samples = [dataset[i] for i in range(images)]
+    from detseg.structures import Boxes, Instances
+
+    boxes = torch.as_tensor(boxes, dtype=torch.float32)
+    proposals = Instances(Boxes(boxes), torch.zeros(len(boxes), dtype=torch.int64), sample.image_size,
+                          scores=-torch.arange(len(boxes), dtype=torch.float32))
+    return dataclasses.replace(sample, proposals=proposals)
+
+
+def time_detectors(entries: dict[str, Entry], samples: dict[str, list], warmup: int = 1):
+    """All models in turns, image by image (order alternating, see :func:`common.round_order`): ``({name: Series},
+    {name: [detections per image]})``."""
+    import torch
+
+    counts = {name: [] for name in entries}
+
+    def runner(name):
+        model, items = entries[name].model, samples[name]
+        return lambda i: len(model.predict([items[i]])[0])
+
+    count = min(len(v) for v in samples.values())
     with torch.no_grad():
-        result = {"ms_per_image": median_ms(lambda s: model.predict([s]), samples)}
-        if config.startswith("configs/faster_rcnn"):
-            def propose(sample):
-                batch, features = model.features([sample])
-                return model.proposal_source(batch, features, [sample], with_loss=False)
-
-            result["proposal_ms"] = median_ms(propose, samples)
-    if config.startswith("configs/fast_rcnn"):
-        from detseg.proposals.selective_search import SelectiveSearch
-
-        search = SelectiveSearch()
-        result["proposal_ms"] = median_ms(lambda s: search(s.image.permute(1, 2, 0).contiguous().numpy()), samples)
-    result.update(AP50=metrics["AP50"], AP=metrics["AP"], train_minutes=minutes)
-    if "mask_AP50" in metrics:
-        result.update(mask_AP50=metrics["mask_AP50"], mask_AP=metrics["mask_AP"])
-    return result
+        times = interleaved({name: runner(name) for name in entries}, list(range(count)), warmup,
+                            on_result=lambda name, i, n: counts[name].append(n))
+    return times, counts
 
 
-def measure_family(family: dict[str, str], train: bool, images: int) -> dict[str, dict[str, float]]:
-    """:func:`measure` for each ``{name: config}`` with a finished run (``train``: train the
-    missing ones first), printing each row as it comes."""
-    rows = {}
-    for name, config in family.items():
-        run_dir = ensure_trained(config) if train else run_dir_of(config)
-        if not (run_dir / "best.pt").is_file():
-            print(f"{name}: no run in {run_dir}; train it (python tools/train.py {config}) or pass --train")
-            continue
-        rows[name] = measure(config, run_dir, images)
-        print(name, json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
-    return rows
+def proposal_step(entries: dict[str, Entry], images: int):
+    """Selective search (Fast R-CNN's settings) vs Faster R-CNN's backbone + FPN + RPN, in
+    turns: ``(times, selective-search boxes per image)``."""
+    import torch
+
+    search = entries["Fast R-CNN"].model.proposal_source.search
+    faster = entries["Faster R-CNN"].model
+    dataset = entries["Fast R-CNN"].dataset
+    items = [dataset[i] for i in range(images)]
+    found = {}
+
+    def selective_search(i):
+        found[i] = search(items[i].image.permute(1, 2, 0).contiguous().numpy())
+
+    def rpn(i):
+        batch, features = faster.features([items[i]])
+        return faster.proposal_source(batch, features, [items[i]], with_loss=False)
+
+    with torch.no_grad():
+        times = interleaved({"selective search": selective_search, "backbone+FPN+RPN": rpn}, list(range(images)))
+    return times, [found[i] for i in range(images)]
+
+
+def accuracy_cells(entry: Entry, keys: list[str]) -> list[str]:
+    if entry.metrics is None:
+        return ["-" for _ in keys] + ["-"]
+    return [f"{entry.metrics[k]:.3f}" if k in entry.metrics else "-" for k in keys] + [f"{entry.minutes:.1f}"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="train the runs that are missing")
+    parser.add_argument("--random-weights", action="store_true", help="time every detector with random weights")
     parser.add_argument("--images", type=int, default=50, help="validation images timed")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (all models)")
+    parser.add_argument("--detections", type=int, default=0,
+                        help="N: score threshold 0 and at most N detections per image on every detector, so all "
+                             "return N (0: as configured)")
     args = parser.parse_args()
-    import torch
+    start(f"bench/rcnn_family.py {' '.join(sys.argv[1:])}".strip(), args.threads)
+    print(f"{args.images} images, batch 1")
+    entries = prepare_family(FAMILY, args.train, args.random_weights, args.detections)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, batch 1")
-    rows = measure_family(FAMILY, args.train, args.images)
+    steps, boxes = proposal_step(entries, args.images)
+    ss, rpn = steps["selective search"], steps["backbone+FPN+RPN"]
+    print(f"\nproposal step, {args.images} images in turns: selective search {ss.ms()}, backbone+FPN+RPN {rpn.ms()} "
+          f"-> selective search / RPN {ratio(ss, rpn)}; selective-search boxes per image "
+          f"{counts_text(map(len, boxes))}")
 
-    print("\n| detector | box mAP@0.5 | box mAP | mask mAP@0.5 | mask mAP | train time (min) | ms/image |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        mask = f"{r['mask_AP50']:.3f} | {r['mask_AP']:.3f}" if "mask_AP50" in r else "- | -"
-        print(f"| {name} | {r['AP50']:.3f} | {r['AP']:.3f} | {mask} | {r['train_minutes']:.1f} | "
-              f"{r['ms_per_image']:.1f} |")
-    if "R-CNN" in rows and "Fast R-CNN" in rows:
-        print(f"\nR-CNN / Fast R-CNN inference time (same backbone, same proposals): "
-              f"{rows['R-CNN']['ms_per_image'] / rows['Fast R-CNN']['ms_per_image']:.1f}x")
-    if "Fast R-CNN" in rows and "Faster R-CNN" in rows:
-        ss, rpn = rows["Fast R-CNN"]["proposal_ms"], rows["Faster R-CNN"]["proposal_ms"]
-        print(f"proposal step: selective search {ss:.1f} ms/image, backbone+FPN+RPN {rpn:.1f} ms/image "
-              f"-> RPN is {ss / rpn:.1f}x faster")
+    samples = {name: [with_proposals(e.dataset[i], boxes[i]) for i in range(args.images)]
+               for name, e in entries.items()}
+    times, counts = time_detectors(entries, samples)
+
+    print(f"\n| detector | box mAP@0.5 | box mAP | mask mAP@0.5 | mask mAP | train time (min) | ms/image, median "
+          f"(min-max) | detections/image |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, e in entries.items():
+        cells = accuracy_cells(e, ["AP50", "AP", "mask_AP50", "mask_AP"])
+        print(f"| {name} | {' | '.join(cells)} | {times[name].ms()} | {counts_text(counts[name])} |")
+    print(f"\nR-CNN / Fast R-CNN inference time (same backbone, same proposals): "
+          f"{ratio(times['R-CNN'], times['Fast R-CNN'])} (median of per-image ratios, min-max)")
+    print(f"selective search / (backbone+FPN+RPN): {ratio(ss, rpn)}")
+    finish()
 
 
 if __name__ == "__main__":

@@ -5,38 +5,28 @@
 
 torchvision's model is built with random weights spread as in the parity tests (no
 internet here; the published checkpoint has the same shapes, so the same cost), saved, and
-loaded into detseg's mirroring config with ``init_from``. Both run on each image in turn
-(interleaved, so drifts in machine speed hit both), batch 1, ``torch.no_grad``, the same
-thread count; the table gives the median ms/image of each and their ratio, and the number
-of detections (equal, or parity is broken). Images: the JPEGs of ``--image-dir`` (real
-photos), else synthetic ones of 480 x 640.
+loaded into detseg's mirroring config with ``init_from``. Both run on each image in turn,
+the order alternating (detseg first, then torchvision first: A B B A ...) so drifts in
+machine speed hit both, after one untimed warm-up round; batch 1, ``torch.no_grad``, the
+same pinned thread count. Printed: median and min-max ms/image of each, the ratio
+detseg / torchvision (median of the per-image ratios, min-max), and the detections per
+image of each (the same weights give the same detections, so the same post-processing
+work; a differing count is reported). Images: the JPEGs of ``--image-dir`` (real photos),
+else synthetic ones of 480 x 640.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def cpu_description() -> str:
-    """The CPU model and the vector / matrix flags that pick PyTorch's kernels."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags")), [])
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
-    return f"{model}; flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}"
+from common import counts_text, finish, interleaved, ratio, start  # noqa: E402
 
 
 def load_images(image_dir: Path | None, count: int):
@@ -60,6 +50,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-dir", type=Path, default=ROOT.parent / "shared/data/coco128/images")
     args = parser.parse_args()
+    start(f"bench/zoo_speed.py {' '.join(sys.argv[1:])}".strip(), args.threads)
 
     import torch
     import torchvision
@@ -67,9 +58,6 @@ def main() -> None:
     from tests.zoo.parity import detseg_model, randomise, samples_of
     from tests.zoo.test_rcnn_zoo import training_forward
 
-    torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_description()}; torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"{torch.get_num_threads()} threads")
     torch.manual_seed(0)
     theirs = getattr(torchvision.models.detection, args.builder)(weights=None, weights_backbone=None)
     randomise(theirs, training_forward)
@@ -81,23 +69,21 @@ def main() -> None:
         torch.save(theirs.state_dict(), path)
         ours = detseg_model(args.builder, path)
     images, what = load_images(args.image_dir, args.images)
-    ours_ms, theirs_ms, counts = [], [], set()
+    counts = {"detseg": [], "torchvision": []}
+    sides = {"detseg": lambda image: len(ours.predict(samples_of([image]))[0]),
+             "torchvision": lambda image: len(theirs([image.float() / 255])[0]["boxes"])}
     with torch.no_grad():
-        for k, image in enumerate([images[0], *images]):  # the first one warms both up
-            start = time.perf_counter()
-            mine = ours.predict(samples_of([image]))[0]
-            middle = time.perf_counter()
-            their = theirs([image.float() / 255])[0]
-            end = time.perf_counter()
-            if k:
-                ours_ms.append(1000 * (middle - start))
-                theirs_ms.append(1000 * (end - middle))
-                counts.add(len(mine) == len(their["boxes"]))
-    a, b = statistics.median(ours_ms), statistics.median(theirs_ms)
-    print(f"{args.builder} on {what}, batch 1, median of {len(ours_ms)}:")
-    print("| | detseg ms/image | torchvision ms/image | ratio detseg / torchvision | same detection counts |")
+        times = interleaved(sides, images, warmup=1, on_result=lambda name, i, n: counts[name].append(n))
+    same = counts["detseg"] == counts["torchvision"]
+    print(f"{args.builder} on {what}, batch 1, {len(images)} images in turns (ABBA), median (min-max):")
+    print("| | detseg ms/image | torchvision ms/image | ratio detseg / torchvision | detections per image |")
     print("|---|---|---|---|---|")
-    print(f"| {args.builder} | {a:.1f} | {b:.1f} | {a / b:.3f} | {counts == {True}} |")
+    print(f"| {args.builder} | {times['detseg'].ms()} | {times['torchvision'].ms()} | "
+          f"{ratio(times['detseg'], times['torchvision'])} | {counts_text(counts['detseg'])} both sides"
+          f"{'' if same else ' (torchvision: ' + counts_text(counts['torchvision']) + '; NOT the same per image)'} |")
+    print(f"detections per image, detseg: {counts['detseg']}")
+    print(f"detections per image, torchvision: {counts['torchvision']}")
+    finish()
 
 
 if __name__ == "__main__":

@@ -75,8 +75,9 @@ class FrozenBatchNorm2d(nn.Module):
     """BatchNorm with fixed statistics and affine parameters (buffers, not parameters).
 
     Same arithmetic as ``torchvision.ops.FrozenBatchNorm2d``, but through the fused
-    inference kernel of ``F.batch_norm`` instead of a separate multiply and add, which is
-    about 3x faster on the CPU (measured in bench/train_speed.py).
+    inference kernel of ``F.batch_norm`` instead of a separate multiply and add: on
+    ResNet-50's 53 BN inputs at 800x1066, 1.8x as fast forward and 1.3x forward+backward
+    (2-core AMD EPYC, 2 threads; ``OMP_WAIT_POLICY=PASSIVE python bench/frozen_bn.py``).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
