@@ -13,8 +13,9 @@ in one run.
    depend on its weights: one label per pixel). Inference ms/image on the first
    ``--images`` validation images (batch 1): all models timed in turns image by image
    (each image reverses the order of the one before; see bench/common.py) after one warm-up round; median and min-max.
-2. ``configs/model/fcn_resnet50.yaml`` (torchvision's layout: dilated ResNet-50 at output
-   stride 8, 3x3 conv head, bilinear x8) against ``fcn_resnet50(weights=None,
+2. ``configs/model/tv_fcn_resnet50.yaml`` (torchvision's ``fcn_resnet50`` layer for layer:
+   dilated ResNet-50 at output stride 8, FCNHead, bilinear to the unpadded input; built
+   without its ``init_from``) against ``fcn_resnet50(weights=None,
    weights_backbone=None)``, random weights, 21 classes, ``--fcn-size`` square images,
    timed in turns image by image (each image reverses the order of the one before, and the
    order rotates, so detseg and torchvision swap places every image) after one warm-up
@@ -56,7 +57,8 @@ def fcn_resnet50_vs_torchvision(images: int, size: int):
     from detseg.structures import DetSample
 
     torch.manual_seed(0)
-    ours = build_model(to_plain(load_config(ROOT / "configs/model/fcn_resnet50.yaml", []))).eval()
+    # torchvision's fcn_resnet50 layer for layer (FCNHead, unpadded input); nothing fetched
+    ours = build_model(to_plain(load_config(ROOT / "configs/model/tv_fcn_resnet50.yaml", [])), initialize=False).eval()
     fcn8s = build_model({"name": "fcn", "num_classes": 21,
                          "backbone": {"name": "resnet50", "out_features": ["c3", "c4", "c5"]},
                          "decoder": {"name": "fcn", "in_features": ["c3", "c4", "c5"], "variant": "8s",
@@ -91,7 +93,7 @@ def main() -> None:
     import torch
 
     entries = {}
-    for name, (config, overrides, run_dir) in RUNS.items():
+    for name, (config, overrides, run_dir) in (RUNS.items() if args.images else ()):
         run_dir = ROOT / run_dir
         if args.train and not args.random_weights:
             ensure_trained(config, overrides, run_dir)
