@@ -47,12 +47,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> DictConf
         ConfigError / UnknownNameError: prefixed with the config file.
     """
     cfg = load_config(path, overrides)
-    try:
-        validate(to_plain(cfg), ExperimentConfig, "")
-    except UnknownNameError as exc:
-        raise UnknownNameError(f"{path}: {exc}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    validate_experiment(cfg, str(path))
     with open_dict(cfg):  # top-level settings the YAML leaves out take the schema's defaults
         for f in dataclasses.fields(ExperimentConfig):
             if f.name not in cfg and f.default is not dataclasses.MISSING:
@@ -79,13 +74,18 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str], source: st
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{source}: cannot apply overrides {' '.join(overrides)}: {exc}") from None
     if overrides:  # an untouched config was validated when the checkpoint was trained
-        try:
-            validate(to_plain(cfg), ExperimentConfig, "")
-        except UnknownNameError as exc:
-            raise UnknownNameError(f"{source}: {exc}") from None
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        validate_experiment(cfg, source)
     return cfg
+
+
+def validate_experiment(cfg: DictConfig, source: str) -> None:
+    """Validate a whole experiment config; errors are prefixed with ``source`` (its file)."""
+    try:
+        validate(to_plain(cfg), ExperimentConfig, "")
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{source}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def build_split(cfg: DictConfig, split: str = "val") -> DetectionDataset:
