@@ -115,7 +115,7 @@ def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(conf
     R-CNN's masks must match too (as pixels, and through mask AP)."""
     overrides = [f"output_dir={tmp_path / 'run'}", "train.max_iters=60", "train.eval_every=0",
                  "train.best_metric=null", "train.schedule.warmup_iters=20", "data.train.batch_size=4",
-                 "data.val.dataset.num_images=12", "data.check=off", "model.proposal_source.nms_threshold=0.3"]
+                 "data.val.dataset.num_images=12", "data.check=off", "model.proposal_source.nms_threshold=0.2"]
     config = ROOT / "configs" / f"{config}.yaml"
     run_dir, _ = train_from_config(config, overrides, progress=False)
     cfg = load_experiment(config, overrides)
