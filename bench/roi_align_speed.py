@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,25 +31,10 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import cpu_description  # noqa: E402  (bench/ is the script's directory)
 from detseg.ops import roi_align_fast  # noqa: E402
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 IMAGE = (800, 1088)  # H, W of the input image
-
-
-def cpu_description() -> str:
-    model, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not model:
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return f"{model or platform.processor() or 'unknown CPU'}; " + ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in FLAGS)
 
 
 def load_average() -> str:
