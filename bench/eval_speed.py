@@ -27,12 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import Ratio, Series, finish, start  # noqa: E402
+# bench/ modules: the script's own folder is on sys.path
+from common import Ratio, Series, finish, start
 
 
 def worker(args: argparse.Namespace) -> None:

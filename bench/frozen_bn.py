@@ -26,12 +26,9 @@ import argparse
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import Series, finish, ratio, round_order, start  # noqa: E402
+# bench/ modules: the script's own folder is on sys.path
+from common import Series, finish, ratio, round_order, start
 
 
 def bn_input_shapes(height: int, width: int) -> Counter:

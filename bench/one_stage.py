@@ -36,12 +36,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ modules: the script's own folder is on sys.path
+from common import counts_text, finish, interleaved, ratio, start
+from rcnn_family import prepare_family, time_detectors
 
-from common import counts_text, finish, interleaved, ratio, start  # noqa: E402
-from rcnn_family import prepare_family, time_detectors  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FAMILY = {
     "YOLO v1": "configs/yolo/v1_shapes.yaml",

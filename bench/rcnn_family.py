@@ -40,11 +40,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ modules: the script's own folder is on sys.path
+from common import counts_text, finish, interleaved, ratio, start
 
-from common import counts_text, finish, interleaved, ratio, start  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FAMILY = {
     "R-CNN": "configs/rcnn/shapes.yaml",
@@ -182,7 +181,7 @@ def proposal_step(entries: dict[str, Entry], images: int):
 
     def rpn(i):
         batch, features = faster.features([items[i]])
-        return faster.proposal_source(batch, features, [items[i]], with_loss=False)
+        return faster.proposal_source.predict(faster.proposal_source(features, batch.padded_size), batch.samples)
 
     with torch.no_grad():
         times = interleaved({"selective search": selective_search, "backbone+FPN+RPN": rpn}, list(range(images)))
@@ -219,8 +218,8 @@ def main() -> None:
                for name, e in entries.items()}
     times, counts = time_detectors(entries, samples)
 
-    print(f"\n| detector | box mAP@0.5 | box mAP | mask mAP@0.5 | mask mAP | train time (min) | ms/image, median "
-          f"(min-max) | detections/image |")
+    print("\n| detector | box mAP@0.5 | box mAP | mask mAP@0.5 | mask mAP | train time (min) | ms/image, median "
+          "(min-max) | detections/image |")
     print("|---|---|---|---|---|---|---|---|")
     for name, e in entries.items():
         cells = accuracy_cells(e, ["AP50", "AP", "mask_AP50", "mask_AP"])

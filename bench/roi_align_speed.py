@@ -25,14 +25,14 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import cpu_description  # noqa: E402  (bench/ is the script's directory)
-from detseg.ops import roi_align_fast  # noqa: E402
+# bench/ modules: the script's own folder is on sys.path
+from common import cpu_description
+
+from detseg.ops import roi_align_fast
 
 IMAGE = (800, 1088)  # H, W of the input image
 

@@ -30,12 +30,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ modules: the script's own folder is on sys.path
+from common import finish, interleaved, ratio, start
+from rcnn_family import ensure_trained, prepare
 
-from common import finish, interleaved, ratio, start  # noqa: E402
-from rcnn_family import ensure_trained, prepare  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RUNS = {  # name: (config, overrides, run directory)
     "FCN-32s (transposed)": ("configs/fcn/fcn32s_shapes.yaml", [], "runs/fcn/fcn32s_shapes"),

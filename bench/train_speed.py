@@ -57,11 +57,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ modules: the script's own folder is on sys.path
+from common import Series, counts_text, finish, ratio, round_order, start
 
-from common import Series, counts_text, finish, ratio, round_order, start  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PROTOCOL = "BENCH "
 

@@ -1,7 +1,10 @@
 """A torchvision zoo model in detseg vs in torchvision: inference time on the same images.
 
-    python bench/zoo_speed.py [--builder fasterrcnn_mobilenet_v3_large_320_fpn] [--images 30]
-                              [--threads 2] [--image-dir ../shared/data/coco128/images]
+    PYTHONPATH=. python bench/zoo_speed.py [--builder fasterrcnn_mobilenet_v3_large_320_fpn]
+        [--images 30] [--threads 2] [--image-dir ../shared/data/coco128/images]
+
+``PYTHONPATH=.`` (from the repository root): the models are built by the parity tests'
+helpers, ``tests/zoo/``, which are not part of the installed package.
 
 torchvision's model is built with random weights spread as in the parity tests (no
 internet here; the published checkpoint has the same shapes, so the same cost), saved, and
@@ -22,11 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ modules: the script's own folder is on sys.path
+from common import counts_text, finish, interleaved, ratio, start
 
-from common import counts_text, finish, interleaved, ratio, start  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_images(image_dir: Path | None, count: int):
@@ -43,6 +45,15 @@ def load_images(image_dir: Path | None, count: int):
     return [smooth_image(480, 640, seed=i) for i in range(count)], f"{count} synthetic 480x640 images"
 
 
+def check_test_helpers() -> None:
+    """Stop with the command to use when the repository's ``tests`` package is not importable."""
+    try:
+        import tests.zoo.parity  # noqa: F401
+    except ModuleNotFoundError:
+        raise SystemExit("error: bench/zoo_speed.py uses tests/zoo/parity.py, which is not installed; run it "
+                         "from the repository root as PYTHONPATH=. python bench/zoo_speed.py") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--builder", default="fasterrcnn_mobilenet_v3_large_320_fpn")
@@ -50,6 +61,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-dir", type=Path, default=ROOT.parent / "shared/data/coco128/images")
     args = parser.parse_args()
+    check_test_helpers()
     start(f"bench/zoo_speed.py {' '.join(sys.argv[1:])}".strip(), args.threads)
 
     import torch

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from detseg.errors import DetsegError
-from detseg.models.heads.external_proposals import PrecomputedProposals
+from detseg.models.base import Detector, Segmenter
 from detseg.models.preprocessor import rescale_instances
 from detseg.structures import Boxes, DetSample, Instances
 
@@ -51,19 +51,19 @@ class ExportableModel(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model.eval()
-        self.task = getattr(model, "task", "detection")
-        self.has_masks = getattr(getattr(model, "roi_head", None), "mask_branch", None) is not None
+        self.segments = isinstance(model, Segmenter)
+        self.has_masks = isinstance(model, Detector) and model.predicts_masks
 
     def forward(self, image: Tensor):
         sample = DetSample(image=image, image_id=0, orig_size=(image.shape[-2], image.shape[-1]))
         prediction = self.model.predict([sample])[0]
-        if self.task == "segmentation":
+        if self.segments:
             return prediction
         outputs = (prediction.boxes.tensor, prediction.scores, prediction.labels)
         return (*outputs, prediction.masks.to(torch.uint8)) if self.has_masks else outputs
 
     def output_names(self) -> list[str]:
-        if self.task == "segmentation":
+        if self.segments:
             return ["labels"]
         return ["boxes", "scores", "labels", "masks"] if self.has_masks else ["boxes", "scores", "labels"]
 
@@ -75,7 +75,7 @@ SHAPE_FILE = "detseg_input_shape.json"
 def input_shape(model: nn.Module, example: Tensor) -> list[int | None]:
     """``[3, H, W]`` of what the export of ``model`` takes; ``None`` for a size that may vary
     (segmenters, unless they predict by sliding window, whose window grid is traced)."""
-    if getattr(model, "task", "detection") == "segmentation" and not getattr(model, "window", None):
+    if isinstance(model, Segmenter) and model.any_input_size:
         return [3, None, None]
     return list(example.shape)
 
@@ -83,14 +83,14 @@ def input_shape(model: nn.Module, example: Tensor) -> list[int | None]:
 def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path, opset: int = 17) -> Path:
     """Trace ``model`` on ``example`` (``uint8[3, H, W]``) and write ``out``, for the image
     sizes :func:`input_shape` says."""
-    if isinstance(getattr(model, "proposal_source", None), PrecomputedProposals):
+    if isinstance(model, Detector) and not model.proposals_in_graph:
         raise ExportError(f"{type(model).__name__} takes its proposals from selective search or a proposal "
                           f"file, outside the network, so no graph can hold it; export a Faster R-CNN (RPN "
                           f"proposals) instead")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportableModel(model).eval()
-    if wrapper.task == "detection":
+    if not wrapper.segments:
         with torch.no_grad():
             found = len(wrapper(example)[0])
         if not found:  # the tracer would freeze empty shapes (and the ONNX pass can crash on them)
@@ -205,7 +205,7 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
     """
     run = load_exported(exported)
     reference = ExportableModel(model).eval()
-    task = reference.task
+    segments = reference.segments
     image_ids = [sample.image_id for sample in samples]
     torch_eval, exported_eval = (restrict_ground_truth(make_evaluator(), image_ids) for _ in range(2))
     worst, mismatched, detections = 0.0, [], 0
@@ -218,7 +218,7 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
             raise
         except Exception as exc:  # e.g. a shape the tracer froze from the example image
             raise ExportError(f"{exported} fails on validation image {index} where PyTorch runs: {exc}") from exc
-        if task == "segmentation":
+        if segments:
             expected_map, got_map = expected, got[0].to(expected.dtype)
             if got_map.shape != expected_map.shape:
                 raise ExportError(f"{exported}: label map of shape {tuple(got_map.shape)} for image {index}, "
@@ -235,7 +235,7 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
         size = (sample.image.shape[-2], sample.image.shape[-1])
         torch_eval.update([_instances(expected, size, sample)], [sample.image_id])
         exported_eval.update([_instances(got, size, sample)], [sample.image_id])
-    metric = "mIoU" if task == "segmentation" else "AP"
+    metric = "mIoU" if segments else "AP"
     torch_results, exported_results = torch_eval.compute(), exported_eval.compute()
     masks = (torch_results["mask_AP"], exported_results["mask_AP"]) if "mask_AP" in torch_results else None
     report = ParityReport(len(samples), worst, metric, torch_results[metric], exported_results[metric], mismatched,

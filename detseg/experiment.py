@@ -15,17 +15,31 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from omegaconf import DictConfig, open_dict
 
 import detseg.models  # noqa: F401 - registers the models
-from detseg.config import Component, build, find_config_root, load_config, to_plain, validate
+from detseg.config import (
+    Component,
+    build,
+    build_section,
+    find_config_root,
+    load_config,
+    to_plain,
+    validate,
+)
 from detseg.data import DataConfig, DetectionDataset, build_dataset
-from detseg.engine.trainer import TrainConfig
+from detseg.engine.train_config import TrainConfig
 from detseg.errors import ConfigError
 from detseg.evaluation.base import Evaluator
 from detseg.registry import EVALUATORS, MODELS, UnknownNameError
+
+if TYPE_CHECKING:
+    import torch
+
+    from detseg.data import LoaderConfig
+    from detseg.engine.trainer import Trainer
 
 
 @dataclass
@@ -163,6 +177,7 @@ def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None, in
     ``initialize``: load the initial weights the config names (see :func:`build_model`);
     ``verbose`` prints what ``model.init_from`` loaded and re-initialised."""
     from detseg.models import build_model
+    from detseg.models.base import Segmenter
 
     if cfg.get("model") is None:
         raise ConfigError("config has no model section")
@@ -170,7 +185,7 @@ def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None, in
     if verbose and getattr(model, "init_report", None) is not None:
         print(model.init_report.summary())
     if dataset is not None and getattr(model, "num_classes", None) is not None:
-        expected = dataset.num_classes if model.task == "detection" else len(dataset.semantic_class_names)
+        expected = len(dataset.semantic_class_names) if isinstance(model, Segmenter) else dataset.num_classes
         if model.num_classes != expected:
             raise ConfigError(f"model has {model.num_classes} classes but the data set has {expected} "
                               f"({', '.join(dataset.class_names)})")
@@ -185,15 +200,8 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
     temporary directory (deleted after), to catch config and data errors in seconds."""
     import tempfile
 
-    from detseg.data import LoaderConfig
     from detseg.engine.distributed import barrier, init_distributed
-    from detseg.engine.trainer import (
-        Trainer,
-        TrainingError,
-        seed_everything,
-        select_device,
-        write_resolved_config,
-    )
+    from detseg.engine.trainer import TrainingError, select_device, write_resolved_config
 
     cfg = load_experiment(path, overrides)
     if cfg.get("train") is None:
@@ -207,41 +215,62 @@ def train_from_config(path: str | Path, overrides: Sequence[str] = (), progress:
                             f"or pick another output_dir=...")
     barrier()  # no process may see a last.pt that another has just written
     check_data_before_training(cfg, path, processes.is_main)
-    seed_everything(cfg.seed)
-    train_set = build_split(cfg, "train")
-    val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
-    evaluator = build_evaluator(cfg, val_set) if val_set is not None and cfg.get("evaluator") else None
-    resuming = cfg.resume and (run_dir / "last.pt").exists()  # the checkpoint holds the weights
-    model = build_model_for(cfg, train_set, initialize=not resuming,
-                            verbose=processes.is_main)  # the same initial weights on every process
-    if processes.enabled:
-        seed_everything(cfg.seed + processes.rank)  # and their own random draws from here on
-    train_cfg = to_dataclass(TrainConfig, to_plain(cfg.train))
-    loader = LoaderConfig(**to_plain(cfg.data.train))
-    val_batch = cfg.data.val.batch_size if val_set is not None else 1
     device = select_device(cfg.device)
+    resuming = cfg.resume and (run_dir / "last.pt").exists()  # the checkpoint holds the weights
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="detseg-dry-run-") as scratch:
-            train_cfg.max_iters, train_cfg.eval_every, train_cfg.patience = 1, 0, None
-            trainer = Trainer(model, train_cfg, train_set, loader, scratch, device, cfg, seed=cfg.seed,
-                              progress=False)
+            trainer, val_set, evaluator = build_trainer(cfg, scratch, device, initialize=not resuming,
+                                                        progress=False, dry_run=True)
             trainer.train()
-        parameters = sum(p.numel() for p in model.parameters())
-        print(f"dry run: {len(train_set)} training images, {len(val_set) if val_set is not None else 0} "
+        parameters = sum(p.numel() for p in trainer.model.parameters())
+        print(f"dry run: {len(trainer.train_set)} training images, {len(val_set) if val_set is not None else 0} "
               f"validation images, evaluator {cfg.evaluator.name if evaluator else 'none'}, model "
               f"{cfg.model.name} ({parameters / 1e6:.2f}M parameters); one iteration, loss "
               f"{trainer.history[-1]['loss']:.4f}. Nothing was written to {run_dir}.")
         return run_dir, {}
+    trainer, _, _ = build_trainer(cfg, run_dir, device, initialize=not resuming, progress=progress)
     if processes.is_main:
         print(f"run directory: {run_dir}")
-    trainer = Trainer(model, train_cfg, train_set, loader, run_dir, device, cfg,
-                      val_set, evaluator, val_batch, seed=cfg.seed, progress=progress)
     if cfg.resume:
         trainer.resume()
     if processes.is_main:
         write_resolved_config(cfg, run_dir)
     metrics = trainer.train(stop_at=stop_at)
     return run_dir, metrics
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device, initialize: bool = True,
+                  progress: bool = True, dry_run: bool = False,
+                  ) -> tuple[Trainer, DetectionDataset | None, Evaluator | None]:
+    """The :class:`~detseg.engine.trainer.Trainer` of an experiment, with its data sets,
+    evaluator and model, seeded as a run is; returns it with the validation set and
+    evaluator (a dry run's trainer runs one iteration and evaluates nothing).
+
+    ``initialize``: load the initial weights the config names (False when resuming)."""
+    from detseg.engine.distributed import dist_info
+    from detseg.engine.loaders import loader_settings
+    from detseg.engine.trainer import Trainer, seed_everything
+
+    processes = dist_info()
+    seed_everything(cfg.seed)
+    train_set = build_split(cfg, "train")
+    val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
+    evaluator = build_evaluator(cfg, val_set) if val_set is not None and cfg.get("evaluator") else None
+    model = build_model_for(cfg, train_set, initialize=initialize,
+                            verbose=processes.is_main)  # the same initial weights on every process
+    if processes.enabled:
+        seed_everything(cfg.seed + processes.rank)  # and their own random draws from here on
+    train_cfg = build_section(TrainConfig, cfg.train, "train")
+    train_loader = loader_settings(cfg.data.train, "data.train")
+    val_loader = loader_settings(cfg.data.val, "data.val") if val_set is not None else None
+    if dry_run:
+        train_cfg.max_iters, train_cfg.eval_every, train_cfg.patience = 1, 0, None
+        trainer = Trainer(model, train_cfg, train_set, train_loader, run_dir, device, cfg, seed=cfg.seed,
+                          progress=False)
+    else:
+        trainer = Trainer(model, train_cfg, train_set, train_loader, run_dir, device, cfg, val_set, evaluator,
+                          val_loader, seed=cfg.seed, progress=progress)
+    return trainer, val_set, evaluator
 
 
 def check_data_before_training(cfg: DictConfig, path: str | Path, verbose: bool = True) -> None:
@@ -273,36 +302,25 @@ def check_data_before_training(cfg: DictConfig, path: str | Path, verbose: bool 
         raise DataError(message + " (data.check=off skips this check)")
 
 
-def to_dataclass(schema: type, values: dict[str, Any]) -> Any:
-    """Build a (nested) config dataclass from validated plain values."""
-    import typing
-
-    hints = typing.get_type_hints(schema)
-    kwargs = {}
-    for f in dataclasses.fields(schema):
-        if f.name not in values:
-            continue
-        value = values[f.name]
-        options = typing.get_args(hints[f.name]) or (hints[f.name],)  # X | None -> (X, None)
-        section = next((t for t in options if dataclasses.is_dataclass(t)), None)
-        if section is not None and isinstance(value, dict):
-            value = to_dataclass(section, value)
-        kwargs[f.name] = value
-    return schema(**kwargs)
-
-
 def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Sequence[str] = (),
-                        progress: bool = True, report_dir: str | Path | None = None) -> dict[str, float]:
-    """Metrics of a checkpoint's weights on the config's ``data.val`` (after overrides);
-    ``report_dir`` also gets the plots and ``report.html`` (:mod:`detseg.evaluation.plots`)."""
-    from detseg.engine.checkpoint import CheckpointError, inference_weights, load_checkpoint, load_model_state
+                        progress: bool = True, report_dir: str | Path | None = None,
+                        split: str = "val") -> dict[str, float]:
+    """Metrics of a checkpoint's weights on the config's ``data.<split>`` (after overrides),
+    read with that split's loader settings; ``report_dir`` also gets the plots and
+    ``report.html`` (:mod:`detseg.evaluation.plots`)."""
+    from detseg.engine.checkpoint import (
+        CheckpointError,
+        inference_weights,
+        load_checkpoint,
+        load_model_state,
+    )
     from detseg.engine.distributed import init_distributed
     from detseg.engine.evaluate import evaluate
     from detseg.engine.trainer import select_device
 
-    # Only data.val matters here, so a data group whose train split needs paths (data=coco)
-    # can be used with just the val paths given.
-    cfg = load_splits(path, overrides, ["val"])
+    # Only data.<split> matters here, so a data group whose train split needs paths
+    # (data=coco) can be used with just that split's paths given.
+    cfg = load_splits(path, overrides, [split])
     if cfg.get("model") is None:
         raise ConfigError(f"{path}: config has no model section")
     state = load_checkpoint(checkpoint)
@@ -313,16 +331,24 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
         raise CheckpointError(f"{checkpoint} holds a '{trained}' model, but {path} builds '{cfg.model.name}'; "
                               f"evaluate it with the config it was trained with (config.yaml in its run directory)")
     processes = init_distributed(cfg.device)  # under torchrun each process evaluates a share
-    check_split_data(cfg, "val", path)
-    dataset = build_split(cfg, "val")
+    check_split_data(cfg, split, path)
+    dataset, evaluator, settings = build_evaluation(cfg, split)
     model = build_model_for(cfg, dataset, initialize=False)
     load_model_state(model, inference_weights(state), str(checkpoint))
     device = select_device(cfg.device)
-    evaluator = build_evaluator(cfg, dataset)
-    metrics = evaluate(model.to(device), dataset, evaluator, device, cfg.data.val.batch_size,
-                       progress=progress and processes.is_main)
+    metrics = evaluate(model.to(device), dataset, evaluator, device, settings.batch_size,
+                       progress=progress and processes.is_main, num_workers=settings.num_workers)
     if report_dir is not None:
         from detseg.evaluation.plots import write_evaluation_report
 
-        write_evaluation_report(evaluator, metrics, report_dir, f"{checkpoint} on {path} data.val")
+        write_evaluation_report(evaluator, metrics, report_dir, f"{checkpoint} on {path} data.{split}")
     return metrics
+
+
+def build_evaluation(cfg: DictConfig, split: str = "val") -> tuple[DetectionDataset, Evaluator, LoaderConfig]:
+    """The data set of ``data.<split>``, the evaluator on it, and the split's loader settings."""
+    from detseg.engine.loaders import loader_settings
+
+    dataset = build_split(cfg, split)
+    settings = loader_settings(cfg.data[split], f"data.{split}")
+    return dataset, build_evaluator(cfg, dataset), settings

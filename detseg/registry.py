@@ -39,8 +39,6 @@ class Registry:
 
     Args:
         kind: what the registry holds, used in error messages ("backbone", "dataset").
-        base: optional base class; config validation uses it to recognise that a
-            constructor parameter annotated with ``base`` is built from this registry.
         shared_keys: keys every node of this kind may set besides its builder's arguments,
             name -> type annotation; the code that builds the node handles them.
 
@@ -50,14 +48,10 @@ class Registry:
         ... class ShapesDataset: ...
     """
 
-    instances: list[Registry] = []  # every registry, so config validation can find them by base
-
-    def __init__(self, kind: str, base: type | None = None, shared_keys: dict[str, Any] | None = None) -> None:
+    def __init__(self, kind: str, shared_keys: dict[str, Any] | None = None) -> None:
         self.kind = kind
-        self.base = base
         self.shared_keys = dict(shared_keys or {})
         self._entries: dict[str, Callable[..., Any]] = {}
-        Registry.instances.append(self)
 
     def register(self, name: str, obj: T | None = None) -> Any:
         """Register ``obj`` under ``name``; usable as ``@REG.register("name")``."""

@@ -2,7 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from detseg.config import Component, Range, _signature, build, load_config, validate
+from detseg.config import (
+    CONFIG_GROUPS,
+    Component,
+    Range,
+    build,
+    builder_signature,
+    load_config,
+    validate,
+)
 from detseg.errors import ConfigError
 from detseg.experiment import build_evaluator, build_split, load_experiment
 from detseg.registry import DATASETS, Registry, UnknownNameError
@@ -92,10 +100,13 @@ def test_every_registered_builder_has_resolvable_annotations():
     """Validation reads the builders' type hints; one that cannot be resolved would switch
     the checks off for that builder, so it is an error, not a silent skip."""
     import detseg.experiment  # noqa: F401 - registers every builder
+    import detseg.registry
 
-    for registry in Registry.instances:
+    registries = [r for r in vars(detseg.registry).values() if isinstance(r, Registry)]
+    assert len(registries) >= 10
+    for registry in registries:
         for name in registry.names():
-            _signature(registry.get(name))  # raises on an unresolvable annotation
+            builder_signature(registry.get(name))  # raises on an unresolvable annotation
 
 
 def test_a_builder_whose_annotations_do_not_resolve_is_named():
@@ -210,11 +221,12 @@ def camvid_root(tmp_path_factory):
 
 
 EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
-                     if p.parent.name not in ("data", "evaluator", "model"))  # groups are parts
+                     if p.parent.name not in CONFIG_GROUPS)  # groups are parts
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_model_configs_build_their_data_evaluator_and_model(path, camvid_root):
+def overrides_for_sample_data(path: Path, camvid_root: Path) -> list[str]:
+    """Overrides that point an experiment at the small data sets of the repository (and a
+    CamVid-style folder), with the model's class count to match them."""
     data = next((kind for kind in DATA_OVERRIDES if path.stem.endswith(kind)), None)
     if path.parent.name == "finetune" and "rcnn" in path.stem:
         data = "coco"
@@ -229,10 +241,26 @@ def test_model_configs_build_their_data_evaluator_and_model(path, camvid_root):
         overrides.append(f"{NUM_CLASSES_KEY.get(path.parent.name, 'model.roi_head.num_classes')}={num_classes}")
     if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
         overrides += ["data.train.proposals=null", "data.val.proposals=null"]
+    return overrides
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_model_configs_build_their_data_evaluator_and_model(path, camvid_root):
     from detseg.experiment import build_model_for
 
-    cfg = load_experiment(path, overrides)
+    cfg = load_experiment(path, overrides_for_sample_data(path, camvid_root))
     dataset = build_split(cfg, "val")
     build_evaluator(cfg, dataset)
     model = build_model_for(cfg, dataset, initialize=False)  # the weights init_from names are not fetched
     assert model.num_classes in (dataset.num_classes, len(dataset.semantic_class_names))
+
+
+def test_schedule_and_train_recipes_are_group_options():
+    cfg = load_experiment(ROOT / "configs/faster_rcnn/shapes.yaml", ["schedule=cosine", "train=cpu_det_3000"])
+    assert cfg.train.schedule.name == "cosine" and cfg.train.max_iters == 3000
+
+
+def test_a_model_option_picks_its_backbone_from_the_backbone_group():
+    cfg = load_experiment(ROOT / "configs/rcnn/shapes.yaml", ["model.backbone.depth=3"])
+    assert dict(cfg.model.backbone) == {"name": "tiny_convnet", "widths": [16, 32, 64, 128, 256], "depth": 3,
+                                        "out_features": ["c5"]}

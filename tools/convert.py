@@ -14,10 +14,7 @@ crowd regions (YOLO). Data with errors is refused; ``tools/check_data.py`` lists
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from detseg.cli import ArgumentParser, run_cli
 

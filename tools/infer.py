@@ -1,49 +1,7 @@
-"""Run a trained model on images and draw its predictions.
+"""``detseg-infer`` as a script: see :mod:`detseg.commands.infer`."""
 
-    python tools/infer.py --checkpoint runs/faster_rcnn/shapes/best.pt photo.jpg more/ --out preds/
-
-Writes one picture per image with boxes, labels and scores (label maps as colour
-overlays) and ``predictions.json`` (COCO results, original pixel coordinates); for
-segmentation also ``<image>.png`` label maps.
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from detseg.cli import ArgumentParser, run_cli
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="+", help="image files or folders of images")
-    parser.add_argument("--checkpoint", required=True, help="a detseg checkpoint (best.pt / last.pt)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--score-thresh", type=float, default=0.5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args(argv)
-
-    from detseg.errors import ConfigError
-    from detseg.inference import Predictor
-    from detseg.inference.predictor import resolve_device
-    from detseg.inference.run import collect_images, predict_files
-
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 0 <= args.score_thresh <= 1:
-        raise ConfigError(f"--score-thresh must be in [0, 1], got {args.score_thresh:g}")
-    resolve_device(args.device)  # these fail before the model loads: a device that is not here,
-    collect_images(args.images)  # a missing image, a folder without images
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    out = predict_files(predictor, args.images, args.out, args.score_thresh, args.batch_size)
-    print(f"wrote predictions for {len(list(out.glob('*.jpg')))} image(s) to {out}")
-    return 0
-
+from detseg.cli import run_cli
+from detseg.commands.infer import main
 
 if __name__ == "__main__":
     run_cli(main)

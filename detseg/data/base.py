@@ -10,9 +10,11 @@ import numpy as np
 import torch.utils.data
 
 from detseg.constants import IGNORE_INDEX
+from detseg.data.export import record_entry
+from detseg.data.formats.coco import coco_dict
+from detseg.data.formats.entries import LabeledSet
 from detseg.data.record import ImageRecord
 from detseg.structures import DetSample
-from detseg.structures.masks import mask_to_rle
 
 if TYPE_CHECKING:
     from detseg.proposals.files import ProposalAttacher
@@ -95,57 +97,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         return record.to_sample(with_instances=self.has_instances)
 
     def coco_ground_truth(self) -> dict[str, Any]:
-        """The untransformed annotations as a COCO instances dict (for evaluation).
+        """The untransformed annotations as a COCO instances dict (for evaluation):
+        ``ignore`` objects are ``iscrowd``, masks RLE with ``area`` = mask pixels.
 
         The default reads every record; subclasses with annotation files override it.
         """
-        images, annotations = [], []
-        for index in range(len(self)):
-            record = self.load(index)
-            images.append(
-                {"id": record.image_id, "height": record.orig_size[0], "width": record.orig_size[1],
-                 "file_name": f"{record.image_id:06d}.jpg"}
-            )
-            annotations.extend(
-                coco_annotations(record.image_id, record.boxes, record.labels, record.ignore,
-                                 self.category_ids, len(annotations), record.masks)
-            )
-        return {
-            "images": images,
-            "annotations": annotations,
-            "categories": [
-                {"id": cid, "name": name} for cid, name in zip(self.category_ids, self.class_names)
-            ],
-        }
-
-
-def coco_annotations(
-    image_id: int,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    ignore: np.ndarray,
-    category_ids: list[int],
-    first_id: int,
-    masks: np.ndarray | None = None,
-) -> list[dict[str, Any]]:
-    """COCO annotation dicts for one image's xyxy ``boxes``; ids count up from ``first_id + 1``.
-
-    ``ignore`` becomes ``iscrowd``; ``area`` is the mask's pixel count when masks are
-    given (as in COCO), else the box area.
-    """
-    out = []
-    for i, (box, label, crowd) in enumerate(zip(boxes, labels, ignore)):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        ann: dict[str, Any] = {
-            "id": first_id + i + 1,
-            "image_id": int(image_id),
-            "category_id": int(category_ids[int(label)]),
-            "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "area": (x2 - x1) * (y2 - y1),
-            "iscrowd": int(bool(crowd)),
-        }
-        if masks is not None:
-            ann["segmentation"] = mask_to_rle(masks[i])
-            ann["area"] = float(np.count_nonzero(masks[i]))
-        out.append(ann)
-    return out
+        entries = [record_entry(record, f"{record.image_id:06d}.jpg", pixels=False)
+                   for record in (self.load(index) for index in range(len(self)))]
+        return coco_dict(LabeledSet(list(self.class_names), entries, category_ids=list(self.category_ids)))

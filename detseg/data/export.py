@@ -1,4 +1,5 @@
-"""Write a data set to disk in COCO or Pascal VOC layout.
+"""Write a data set (any :class:`~detseg.data.base.DetectionDataset`, e.g. the synthetic
+shapes) to disk in COCO or Pascal VOC layout, through each format's one writer.
 
 COCO::
 
@@ -14,93 +15,57 @@ VOC::
 
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from detseg.data.base import DetectionDataset, coco_annotations
-from detseg.data.io import write_label_map
-from detseg.data.voc import CLASS_NAMES_FILE, voc_palette
+from detseg.data.formats import coco, voc
+from detseg.data.formats.entries import Annotation, ImageEntry, LabeledSet
+from detseg.data.record import ImageRecord
+from detseg.structures.masks import mask_to_rle
+
+if TYPE_CHECKING:
+    from detseg.data.base import DetectionDataset
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix == ".jpg" else []
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
-        raise OSError(f"cannot write {path}")
+def record_entry(record: ImageRecord, file_name: str, name: str | None = None, pixels: bool = True) -> ImageEntry:
+    """A data set's record as a neutral entry named ``name`` (default: ``file_name``):
+    its boxes (xyxy absolute pixels), labels, ``ignore`` as ``iscrowd``, instance masks as
+    RLE with ``area`` = mask pixels, its semantic map, and (with ``pixels``) its image
+    for writers to encode as ``file_name``."""
+    height, width = record.orig_size
+    annotations = []
+    for i, (box, label, crowd) in enumerate(zip(record.boxes, record.labels, record.ignore)):
+        mask = None if record.masks is None else record.masks[i]
+        annotations.append(Annotation(np.asarray(box, np.float64), int(label), bool(crowd),
+                                      None if mask is None else mask_to_rle(mask),
+                                      None if mask is None else float(np.count_nonzero(mask))))
+    return ImageEntry(Path(file_name), name or file_name, record.image_id, width, height, annotations,
+                      pixels=record.image if pixels else None, sem_seg=record.sem_seg)
 
 
-def write_coco(dataset: DetectionDataset, out: str | Path, split: str, image_ext: str = ".jpg") -> Path:
+def _entries(dataset: DetectionDataset, desc: str, names) -> LabeledSet:
+    """Every record of ``dataset`` as an entry; ``names(record)`` gives ``(file_name, name)``."""
+    entries = []
+    for index in tqdm(range(len(dataset)), desc=desc, unit="img", leave=False):
+        record = dataset.load(index)
+        entries.append(record_entry(record, *names(record)))
+    return LabeledSet(list(dataset.class_names), entries, category_ids=list(dataset.category_ids))
+
+
+def export_coco(dataset: DetectionDataset, out: str | Path, split: str, image_ext: str = ".jpg") -> Path:
     """Write images and ``annotations/instances_<split>.json``; returns the JSON path."""
     out = Path(out)
-    images, annotations = [], []
-    for index in tqdm(range(len(dataset)), desc=f"coco {split}", unit="img", leave=False):
-        record = dataset.load(index)
-        file_name = f"{record.image_id:06d}{image_ext}"
-        _write_image(out / split / file_name, record.image)
-        images.append({"id": record.image_id, "file_name": file_name,
-                       "height": record.orig_size[0], "width": record.orig_size[1]})
-        annotations.extend(
-            coco_annotations(record.image_id, record.boxes, record.labels, record.ignore,
-                             dataset.category_ids, len(annotations), record.masks)
-        )
-    categories = [{"id": cid, "name": name, "supercategory": "shape"}
-                  for cid, name in zip(dataset.category_ids, dataset.class_names)]
-    ann_file = out / "annotations" / f"instances_{split}.json"
-    ann_file.parent.mkdir(parents=True, exist_ok=True)
-    ann_file.write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}
-    ))
-    return ann_file
+    labeled = _entries(dataset, f"coco {split}", lambda r: (f"{r.image_id:06d}{image_ext}", None))
+    return coco.write_coco(labeled, out / "annotations" / f"instances_{split}.json", out / split)
 
 
-def write_voc(dataset: DetectionDataset, out: str | Path, split: str) -> Path:
-    """Write a VOC layout (boxes must be whole pixels); returns the split's list file."""
-    out = Path(out)
-    for folder in ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationObject",
-                   "ImageSets/Main", "ImageSets/Segmentation"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    (out / CLASS_NAMES_FILE).write_text("\n".join(dataset.class_names) + "\n")
-    palette = voc_palette()
-    ids = []
-    for index in tqdm(range(len(dataset)), desc=f"voc {split}", unit="img", leave=False):
-        record = dataset.load(index)
-        stem = f"{split}_{record.image_id:06d}"
-        ids.append(stem)
-        _write_image(out / "JPEGImages" / f"{stem}.jpg", record.image)
-        (out / "Annotations" / f"{stem}.xml").write_bytes(_voc_xml(stem, record, dataset.class_names))
-        if record.sem_seg is not None:
-            write_label_map(out / "SegmentationClass" / f"{stem}.png", record.sem_seg, palette)
-        if record.masks is not None:
-            objects = np.zeros(record.orig_size, np.uint8)
-            for i, mask in enumerate(record.masks):
-                objects[mask.astype(bool)] = i + 1
-            write_label_map(out / "SegmentationObject" / f"{stem}.png", objects, palette)
-    for list_dir in ("Main", "Segmentation"):
-        (out / "ImageSets" / list_dir / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    return out / "ImageSets" / "Main" / f"{split}.txt"
+def export_voc(dataset: DetectionDataset, out: str | Path, split: str) -> Path:
+    """Write a VOC layout (with label maps when the data set has them); returns the
+    split's ``ImageSets/Main`` list file."""
+    labeled = _entries(dataset, f"voc {split}",
+                       lambda r: (f"{split}_{r.image_id:06d}.jpg", f"{split}_{r.image_id:06d}"))
+    return voc.write_voc(labeled, out, split)
 
-
-def _voc_xml(stem: str, record, class_names: list[str]) -> bytes:
-    root = ET.Element("annotation")
-    ET.SubElement(root, "filename").text = f"{stem}.jpg"
-    size = ET.SubElement(root, "size")
-    for key, value in (("width", record.orig_size[1]), ("height", record.orig_size[0]), ("depth", 3)):
-        ET.SubElement(size, key).text = str(value)
-    for box, label, difficult in zip(record.boxes, record.labels, record.ignore):
-        if not np.allclose(box, np.round(box)):
-            raise ValueError(f"VOC needs whole-pixel boxes, image {stem} has {box.tolist()}")
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = class_names[int(label)]
-        ET.SubElement(obj, "difficult").text = str(int(difficult))
-        bndbox = ET.SubElement(obj, "bndbox")
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        # Continuous [x1, x2) covers VOC's 1-based inclusive pixels x1+1 .. x2.
-        for key, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
-            ET.SubElement(bndbox, key).text = str(value)
-    ET.indent(root)
-    return ET.tostring(root)

@@ -1,4 +1,7 @@
-"""Semantic segmentation from an image folder and a label-map folder paired by file stem."""
+"""Semantic segmentation from an image folder and a label-map folder paired by file stem.
+
+The layout and its reading are :mod:`detseg.data.formats.folders`'.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,20 @@ import numpy as np
 
 from detseg.constants import IGNORE_INDEX
 from detseg.data.base import DetectionDataset, Transform
-from detseg.data.formats import IMAGE_SUFFIXES
+from detseg.data.formats.entries import select
+from detseg.data.formats.folders import (
+    label_map_size_problem,
+    label_values_problem,
+    read_mask_folder,
+)
 from detseg.data.io import read_image, read_label_map
+from detseg.data.problems import SKIP_HINT, refuse_errors
 from detseg.data.record import ImageRecord
 from detseg.data.validation import read_skip_list
 from detseg.errors import DataError
 from detseg.registry import DATASETS
+
+__all__ = ["SegFolderDataset"]
 
 
 @DATASETS.register("seg_folder")
@@ -23,7 +34,9 @@ class SegFolderDataset(DetectionDataset):
     Label maps hold class indices ``0..C-1`` (``class_names[0]`` is usually background)
     and ``ignore_index`` for unlabeled pixels. A CamVid-style folder (``train/`` +
     ``trainannot/``, 11 classes + void 11) works with ``ignore_index: 11``; void pixels
-    are mapped to 255 internally.
+    are mapped to 255 internally. Construction refuses images without a label map; a
+    label map of another size than its image, or with values that are not classes, is an
+    error when it is read.
 
     Args:
         image_dir: the images.
@@ -51,19 +64,9 @@ class SegFolderDataset(DetectionDataset):
         self.class_names = list(class_names)
         self.category_ids = list(range(len(self.class_names)))
         self.ignore_index = ignore_index
-        for folder in (self.image_dir, self.mask_dir):
-            if not folder.is_dir():
-                raise DataError(f"folder not found: {folder}")
-        skip = read_skip_list(skip_files)
-        self.image_paths = sorted(
-            p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in skip
-        )
-        self.mask_paths = [self.mask_dir / f"{p.stem}.png" for p in self.image_paths]
-        missing = [str(m) for m in self.mask_paths if not m.is_file()]
-        if missing:
-            raise DataError(
-                f"{len(missing)} image(s) in {self.image_dir} have no label map: {', '.join(missing[:5])}"
-            )
+        labeled = read_mask_folder(self.image_dir, self.mask_dir, self.class_names)
+        self.entries, problems = select(labeled, read_skip_list(skip_files))
+        refuse_errors(problems, str(self.image_dir), hint=SKIP_HINT)
 
     @property
     def semantic_class_names(self) -> list[str]:
@@ -71,22 +74,14 @@ class SegFolderDataset(DetectionDataset):
         return list(self.class_names)
 
     def __len__(self) -> int:
-        return len(self.image_paths)
+        return len(self.entries)
 
     def load(self, index: int) -> ImageRecord:
-        image = read_image(self.image_paths[index])
-        labels = read_label_map(self.mask_paths[index])
-        if labels.shape != image.shape[:2]:
-            raise DataError(
-                f"{self.mask_paths[index]} is {labels.shape[1]}x{labels.shape[0]} but "
-                f"{self.image_paths[index].name} is {image.shape[1]}x{image.shape[0]}"
-            )
-        valid = [*range(len(self.class_names)), self.ignore_index]
-        bad = np.setdiff1d(np.unique(labels), valid)
-        if bad.size:
-            raise DataError(
-                f"{self.mask_paths[index]}: label values {bad.tolist()} are neither classes "
-                f"0..{len(self.class_names) - 1} nor ignore_index {self.ignore_index}"
-            )
+        entry = self.entries[index]
+        image, labels = read_image(entry.path), read_label_map(entry.label_map)
+        problem = (label_map_size_problem(entry, labels.shape[::-1], image.shape[1::-1])
+                   or label_values_problem(entry, labels, len(self.class_names), self.ignore_index))
+        if problem is not None:
+            raise DataError(problem.text)
         labels = np.where(labels == self.ignore_index, IGNORE_INDEX, labels).astype(np.uint8)
         return ImageRecord.unlabeled(image, image_id=index + 1).replace(sem_seg=labels)

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from albumentations.augmentations.crops.transforms import BaseCrop
 
+from detseg.ops.boxes import box_iou
 from detseg.registry import TRANSFORMS
 
 
@@ -55,7 +57,6 @@ class MinIoURandomCrop(BaseCrop):
         if min_iou >= 1.0 or len(boxes) == 0:
             return {"crop_coords": whole}
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         for _ in range(self.trials):
             crop_w = int(width * self.py_random.uniform(*self.scale))
             crop_h = int(height * self.py_random.uniform(*self.scale))
@@ -67,9 +68,8 @@ class MinIoURandomCrop(BaseCrop):
             inside = (centres[:, 0] > x1) & (centres[:, 0] < x2) & (centres[:, 1] > y1) & (centres[:, 1] < y2)
             if not inside.any():
                 continue
-            iw = np.clip(np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1), 0, None)
-            ih = np.clip(np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1), 0, None)
-            iou = iw * ih / (areas + crop_w * crop_h - iw * ih)
+            crop = torch.tensor([[x1, y1, x2, y2]], dtype=torch.float64)
+            iou = box_iou(torch.as_tensor(boxes, dtype=torch.float64), crop)[:, 0].numpy()
             if iou[inside].max() >= min_iou:
                 return {"crop_coords": (x1, y1, x2, y2)}
         return {"crop_coords": whole}

@@ -1,85 +1,61 @@
-"""Checks of annotations at the data set boundary, with messages that name the entry.
+"""The one check of an annotated box, and the skip lists that leave images out.
 
 Policy (documented in datasets/README.md):
 
-- negative width or height, or a non-finite coordinate: error;
-- a box that reaches outside its image: clipped to the image, with one warning per data
-  set that counts them and names the first few;
-- a box that lies entirely outside its image, or has zero width or height (after
-  clipping): error, because no model can learn from it and dropping it would be silent.
+- a non-finite coordinate, or negative or zero width or height: error (``degenerate box``);
+- a box that lies entirely outside its image (no area inside it): error;
+- a box that reaches outside its image: clipped to the image, with a warning (data sets
+  give one warning per data set that counts them and names the first few).
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import numpy as np
 
+from detseg.data.problems import BOX_OUTSIDE
 from detseg.errors import DataError
 
 
-@dataclass
-class BoxChecker:
-    """Validates boxes of one data set file and collects clipping notices.
+class BoxIssue(NamedTuple):
+    """What :func:`check_box` found: a :class:`~detseg.data.problems.Problem` without its place."""
+
+    level: Literal["error", "warning"]
+    kind: str
+    detail: str
+
+
+def check_box(box_xyxy: np.ndarray, width: int, height: int,
+              image: str = "the image") -> tuple[np.ndarray | None, BoxIssue | None]:
+    """Check one box against its image.
 
     Args:
-        source: the annotation file, for messages.
+        box_xyxy: ``float[4]`` xyxy in absolute pixels, continuous (a box over pixels 0..9
+            is ``[0, 10)``).
+        width, height: the image's size in pixels.
+        image: how messages name the image, e.g. ``"image 7"``.
+
+    Returns:
+        ``(box, issue)``: the box clipped to the image as ``float64[4]``, or None when it is
+        rejected (an error); the issue, or None when the box is fine.
     """
-
-    source: str
-    clipped: list[str] = field(default_factory=list)
-
-    def check(self, box_xyxy: np.ndarray, height: int, width: int, where: str) -> np.ndarray:
-        """Return the box, clipped to ``(height, width)``; raise on invalid boxes.
-
-        Args:
-            box_xyxy: ``float[4]`` absolute pixels.
-            where: what the box is, e.g. ``"annotation 17 (image 000001.jpg)"``.
-        """
-        x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-        if not np.isfinite([x1, y1, x2, y2]).all():
-            raise DataError(f"{self.source}: {where}: box has non-finite coordinates {box_xyxy}")
-        if x2 < x1 or y2 < y1:
-            raise DataError(
-                f"{self.source}: {where}: negative width or height "
-                f"(x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g})"
-            )
-        clipped = np.array(
-            [min(max(x1, 0), width), min(max(y1, 0), height), min(max(x2, 0), width),
-             min(max(y2, 0), height)],
-            dtype=np.float32,
-        )
-        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-            raise DataError(
-                f"{self.source}: {where}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has no area "
-                f"inside the {width}x{height} image"
-            )
-        if not np.allclose(clipped, [x1, y1, x2, y2]):
-            self.clipped.append(f"{where}: [{x1:g}, {y1:g}, {x2:g}, {y2:g}]")
-        return clipped
-
-    def report(self) -> None:
-        """Warn once about all clipped boxes."""
-        if self.clipped:
-            shown = "; ".join(self.clipped[:5])
-            more = f" and {len(self.clipped) - 5} more" if len(self.clipped) > 5 else ""
-            warnings.warn(
-                f"{self.source}: {len(self.clipped)} box(es) reached outside their image and "
-                f"were clipped to it: {shown}{more}",
-                stacklevel=3,
-            )
-
-
-def check_files_exist(paths: list, source: str) -> None:
-    """Raise one error listing image files that are missing, before any training starts."""
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise DataError(
-            f"{source}: {len(missing)} image file(s) not found: {', '.join(missing[:5])}{more}"
-        )
+    box = np.asarray(box_xyxy, np.float64).reshape(4)
+    shown = "[" + ", ".join(f"{float(v):g}" for v in box) + "]"
+    inside = f"{image} ({width}x{height})"
+    if not np.isfinite(box).all():
+        return None, BoxIssue("error", "degenerate box", f"non-finite coordinates: box {shown} in {inside}")
+    if box[2] < box[0] or box[3] < box[1]:
+        return None, BoxIssue("error", "degenerate box", f"negative width or height: box {shown} in {inside}")
+    if box[2] == box[0] or box[3] == box[1]:
+        return None, BoxIssue("error", "degenerate box", f"zero width or height: box {shown} in {inside}")
+    clipped = np.clip(box, 0, [width, height, width, height])
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        return None, BoxIssue("error", BOX_OUTSIDE, f"box {shown} lies outside {inside}: no area inside it")
+    if not np.allclose(clipped, box):  # float noise at the border (e.g. from YOLO's fractions) is no news
+        return clipped, BoxIssue("warning", BOX_OUTSIDE, f"box {shown} reaches outside {inside}; clipped to it")
+    return clipped, None
 
 
 def read_skip_list(skip_files: str | list[str] | None) -> set[str]:

@@ -1,18 +1,11 @@
-"""Pascal VOC: XML detection annotations and ``SegmentationClass`` palette PNGs.
+"""Pascal VOC data sets: XML detection annotations and ``SegmentationClass`` palette PNGs.
 
-Layout (``root`` is e.g. ``VOCdevkit/VOC2012``)::
-
-    JPEGImages/<id>.jpg   Annotations/<id>.xml   SegmentationClass/<id>.png
-    ImageSets/Main/<split>.txt   ImageSets/Segmentation/<split>.txt
-
-VOC boxes are 1-based inclusive pixel indices; they become continuous xyxy as
-``(xmin - 1, ymin - 1, xmax, ymax)``, so the IoU of converted boxes equals the VOC
-devkit's ``+1`` IoU on the raw numbers.
+The layout and its reading are :mod:`detseg.data.formats.voc`'s.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,26 +13,32 @@ from typing import Any, Literal
 import numpy as np
 
 from detseg.constants import IGNORE_INDEX
-from detseg.data.base import DetectionDataset, ImageSummary, Transform, coco_annotations
-from detseg.data.formats import read_id_list
+from detseg.data.base import DetectionDataset, ImageSummary, Transform
+from detseg.data.formats.coco import coco_dict
+from detseg.data.formats.entries import LabeledSet, load_image, select
+from detseg.data.formats.folders import label_map_size_problem, label_values_problem
+from detseg.data.formats.voc import (
+    CLASS_NAMES_FILE,
+    VOC_CLASSES,
+    read_class_names,
+    read_voc,
+    read_voc_segmentation,
+    voc_palette,
+)
 from detseg.data.io import read_image, read_label_map
+from detseg.data.problems import SKIP_HINT, refuse_errors, warn_clipped
 from detseg.data.record import ImageRecord
-from detseg.data.validation import BoxChecker, check_files_exist, read_skip_list
+from detseg.data.validation import read_skip_list
 from detseg.errors import DataError
 from detseg.registry import DATASETS
 
-VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-]
-CLASS_NAMES_FILE = "class_names.txt"
-"""Optional file in ``root`` with one class name per line (for non-VOC classes)."""
+__all__ = ["CLASS_NAMES_FILE", "VOC_CLASSES", "VocDataset", "VocObjects", "read_class_names", "voc_palette"]
 
 
 @dataclass
 class VocObjects:
-    """The objects of one XML file: ``boxes float32[N, 4]`` xyxy, ``labels``, ``difficult``."""
+    """The objects of one image as arrays: ``boxes float32[N, 4]`` xyxy absolute pixels,
+    ``labels int64[N]``, ``difficult bool[N]``; ``height``, ``width`` as its XML says."""
 
     file_name: str
     height: int
@@ -49,76 +48,17 @@ class VocObjects:
     difficult: np.ndarray
 
 
-def voc_palette() -> list[int]:
-    """The 256-entry VOC colour map, flattened to ``[r0, g0, b0, r1, ...]``."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
-def parse_voc_xml(path: Path, class_names: list[str], checker: BoxChecker) -> VocObjects:
-    """Read one ``Annotations/<id>.xml``; unknown class names and bad boxes raise."""
-    if not path.is_file():
-        raise DataError(f"annotation file not found: {path}")
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise DataError(f"{path}: invalid XML ({exc})") from exc
-    size = root.find("size")
-    try:
-        width = int(size.findtext("width"))
-        height = int(size.findtext("height"))
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: missing or invalid <size>") from exc
-    boxes, labels, difficult = [], [], []
-    for i, obj in enumerate(root.iter("object")):
-        name = (obj.findtext("name") or "").strip()
-        if name not in class_names:
-            raise DataError(f"{path}: object {i}: unknown class '{name}' (classes: {class_names})")
-        bndbox = obj.find("bndbox")
-        try:
-            xmin, ymin, xmax, ymax = (float(bndbox.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: object {i} ('{name}'): missing or invalid <bndbox>") from exc
-        box = checker.check(np.array([xmin - 1, ymin - 1, xmax, ymax]), height, width,
-                            f"object {i} ('{name}') in {path.name}")
-        boxes.append(box)
-        labels.append(class_names.index(name))
-        difficult.append(obj.findtext("difficult", "0").strip() == "1")
-    return VocObjects(
-        file_name=root.findtext("filename") or f"{path.stem}.jpg",
-        height=height,
-        width=width,
-        boxes=np.array(boxes, np.float32).reshape(-1, 4),
-        labels=np.array(labels, np.int64),
-        difficult=np.array(difficult, bool),
-    )
-
-
-def read_class_names(root: Path, class_names: list[str] | None) -> list[str]:
-    if class_names is not None:
-        return list(class_names)
-    listed = root / CLASS_NAMES_FILE
-    if listed.is_file():
-        return [line.strip() for line in listed.read_text().splitlines() if line.strip()]
-    return list(VOC_CLASSES)
-
-
 @DATASETS.register("voc")
 class VocDataset(DetectionDataset):
     """Pascal VOC detection (``task: detection``) or semantic segmentation (``segmentation``).
 
     Detection: ``difficult`` objects become ignore regions (left out of AP, as in the
     devkit). Segmentation: the semantic map holds 0 = background, ``label + 1`` for
-    classes, 255 = void.
+    classes, 255 = void. Image ids count from 1 in list order.
+
+    Construction refuses (one :class:`~detseg.errors.DataError` naming them) the problems
+    the VOC readers record and missing image files, i.e. what the data doctor reports;
+    boxes reaching outside their image are clipped, with one warning.
 
     Args:
         root: the ``VOC20XX`` folder.
@@ -145,49 +85,35 @@ class VocDataset(DetectionDataset):
         self.class_names = read_class_names(self.root, class_names)
         self.category_ids = list(range(1, len(self.class_names) + 1))
         self.has_instances = task == "detection"
-        list_dir = "Main" if task == "detection" else "Segmentation"
-        list_file = self.root / "ImageSets" / list_dir / f"{split}.txt"
-        skip = read_skip_list(skip_files)
-        self.ids = [i for i in read_id_list(list_file, self.root) if i not in skip]
-        self.image_paths = [self.root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
-        check_files_exist(self.image_paths, str(list_file))
+        read = read_voc if self.has_instances else read_voc_segmentation
+        entries, problems = select(read(self.root, split, self.class_names), read_skip_list(skip_files))
+        source = f"{self.root} (split '{split}')"
+        refuse_errors(problems, source, hint=SKIP_HINT)
+        warn_clipped(problems, source)
+        self.entries = [dataclasses.replace(e, image_id=i + 1) for i, e in enumerate(entries)]
+        self.ids = [e.name for e in self.entries]
         self.objects: list[VocObjects] | None = None
-        if task == "detection":
-            checker = BoxChecker(str(self.root / "Annotations"))
-            self.objects = [
-                parse_voc_xml(self.root / "Annotations" / f"{i}.xml", self.class_names, checker)
-                for i in self.ids
-            ]
-            checker.report()
+        if self.has_instances:
+            self.objects = [VocObjects(e.path.name, e.height, e.width,
+                                       np.array([a.box for a in e.annotations], np.float32).reshape(-1, 4),
+                                       np.array([a.label for a in e.annotations], np.int64),
+                                       np.array([a.iscrowd for a in e.annotations], bool)) for e in self.entries]
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.entries)
 
     def load(self, index: int) -> ImageRecord:
-        image = read_image(self.image_paths[index])
-        record = ImageRecord.unlabeled(image, image_id=index + 1)
+        entry = self.entries[index]
         if self.objects is not None:
             objects = self.objects[index]
-            if image.shape[:2] != (objects.height, objects.width):
-                raise DataError(
-                    f"{self.image_paths[index]} is {image.shape[1]}x{image.shape[0]} but its XML "
-                    f"says {objects.width}x{objects.height}"
-                )
-            record = record.replace(boxes=objects.boxes, labels=objects.labels,
-                                    ignore=objects.difficult)
-        else:
-            path = self.root / "SegmentationClass" / f"{self.ids[index]}.png"
-            labels = read_label_map(path)
-            if labels.shape != image.shape[:2]:
-                raise DataError(
-                    f"{path} is {labels.shape[1]}x{labels.shape[0]} but its image is "
-                    f"{image.shape[1]}x{image.shape[0]}"
-                )
-            bad = np.setdiff1d(np.unique(labels), [*range(self.num_classes + 1), IGNORE_INDEX])
-            if bad.size:
-                raise DataError(f"{path}: label values {bad.tolist()} are not classes 0..{self.num_classes}")
-            record = record.replace(sem_seg=labels)
-        return record
+            return ImageRecord.unlabeled(load_image(entry), image_id=entry.image_id).replace(
+                boxes=objects.boxes, labels=objects.labels, ignore=objects.difficult)
+        image, labels = read_image(entry.path), read_label_map(entry.label_map)
+        problem = (label_map_size_problem(entry, labels.shape[::-1], image.shape[1::-1])
+                   or label_values_problem(entry, labels, self.num_classes + 1, IGNORE_INDEX))
+        if problem is not None:
+            raise DataError(problem.text)
+        return ImageRecord.unlabeled(image, image_id=entry.image_id).replace(sem_seg=labels)
 
     def summary(self, index: int) -> ImageSummary:
         if self.objects is None:  # label maps: read them
@@ -197,15 +123,6 @@ class VocDataset(DetectionDataset):
 
     def coco_ground_truth(self) -> dict[str, Any]:
         """Detection ground truth as a COCO dict: ``difficult`` objects are ``iscrowd``."""
-        if self.objects is None:
+        if not self.has_instances:
             raise DataError(f"{self.root}: a segmentation split has no detection ground truth")
-        images, annotations = [], []
-        for index, objects in enumerate(self.objects):
-            images.append({"id": index + 1, "file_name": f"{self.ids[index]}.jpg",
-                           "height": objects.height, "width": objects.width})
-            annotations.extend(
-                coco_annotations(index + 1, objects.boxes, objects.labels, objects.difficult,
-                                 self.category_ids, len(annotations))
-            )
-        categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)]
-        return {"images": images, "annotations": annotations, "categories": categories}
+        return coco_dict(LabeledSet(self.class_names, self.entries, category_ids=self.category_ids))

@@ -1,9 +1,6 @@
 """YOLO txt data sets: ``images/`` + ``labels/`` folders and a data YAML naming the classes.
 
-Layout (Ultralytics' convention)::
-
-    data.yaml           path: .   train: images/train   val: images/val   names: {0: cat, 1: dog}
-    images/train/x.jpg  labels/train/x.txt   (one "class cx cy w h" line per object, 0..1)
+The layout and its reading are :mod:`detseg.data.formats.yolo`'s.
 """
 
 from __future__ import annotations
@@ -13,20 +10,23 @@ from pathlib import Path
 import numpy as np
 
 from detseg.data.base import DetectionDataset, ImageSummary, Transform
-from detseg.data.formats import read_yolo
-from detseg.data.io import read_image
+from detseg.data.formats.entries import load_image, select
+from detseg.data.formats.yolo import read_yolo
+from detseg.data.problems import SKIP_HINT, refuse_errors, warn_clipped
 from detseg.data.record import ImageRecord
 from detseg.data.validation import read_skip_list
-from detseg.errors import DataError
 from detseg.registry import DATASETS
 
 
 @DATASETS.register("yolo_txt")
 class YoloTxtDataset(DetectionDataset):
     """Boxes from YOLO txt labels, converted to ``xyxy`` absolute pixels with each image's
-    size. A label file with an error (bad line, class id out of range, degenerate box)
-    stops construction naming it; list such images in ``skip_files`` to leave them out
-    (``tools/check_data.py`` finds them all and writes the list).
+    size (from its header). Construction refuses (one
+    :class:`~detseg.errors.DataError` naming them) the problems the reader records (bad
+    line, class id out of range, degenerate box, unreadable image), i.e. what the data
+    doctor reports; list such images in ``skip_files`` to leave them out
+    (``tools/check_data.py`` finds them all and writes the list). Boxes reaching outside
+    their image are clipped, with one warning.
 
     Args:
         data_yaml: the data YAML (``path``, ``<split>``, ``names``).
@@ -39,12 +39,12 @@ class YoloTxtDataset(DetectionDataset):
         super().__init__(transforms)
         self.data_yaml = Path(data_yaml)
         labeled = read_yolo(self.data_yaml, split)  # a missing YAML or split raises DataError
-        skip = read_skip_list(skip_files)
-        labeled.refuse_errors(f"{self.data_yaml} (split '{split}')", skip,
-                              "tools/check_data.py lists them all and writes skip_files lists")
+        self.entries, problems = select(labeled, read_skip_list(skip_files))
+        source = f"{self.data_yaml} (split '{split}')"
+        refuse_errors(problems, source, hint=SKIP_HINT)
+        warn_clipped(problems, source)
         self.class_names = labeled.class_names
         self.category_ids = list(range(len(self.class_names)))
-        self.entries = [e for e in labeled.images if e.name not in skip]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -55,10 +55,7 @@ class YoloTxtDataset(DetectionDataset):
 
     def load(self, index: int) -> ImageRecord:
         entry = self.entries[index]
-        image = read_image(entry.path)
-        if image.shape[:2] != (entry.height, entry.width):  # EXIF-less header vs decoded pixels
-            raise DataError(f"{entry.path}: decoded size {image.shape[1]}x{image.shape[0]} differs from its "
-                            f"header's {entry.width}x{entry.height}")
+        image = load_image(entry)  # its decoded size must be its header's (EXIF rotation aside)
         anns = entry.annotations
         return ImageRecord(
             image=image,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
-from detseg.data import DetectionDataset, collate_samples
+from detseg.data import DetectionDataset
 from detseg.engine.distributed import all_gather_objects, dist_info
+from detseg.engine.loaders import evaluation_loader
 from detseg.errors import ConfigError
+from detseg.models.base import Segmenter
 
 
 def this_process_share(dataset: DetectionDataset) -> Dataset:
@@ -28,21 +30,22 @@ def evaluate(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
     progress: bool = True,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """Metrics of ``model`` on ``dataset``: detections in original-image coordinates go to
     a COCO/VOC evaluator by image id; label maps go to a segmentation evaluator with the
     ground-truth map (which must then be at the original size).
 
     In a distributed run each process predicts its share of the images and the evaluator
-    gathers all of them before computing, so every process returns the one-process numbers."""
+    gathers all of them before computing, so every process returns the one-process numbers.
+    ``batch_size`` and ``num_workers`` are the loader settings of the split (``data.val``)."""
     was_training = model.training
     model.eval()
     evaluator.reset()
-    loader = DataLoader(this_process_share(dataset), batch_size=batch_size, shuffle=False,
-                        collate_fn=collate_samples)
+    loader = evaluation_loader(this_process_share(dataset), batch_size, num_workers)
     for samples in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
         predictions = model.predict([s.to(device) for s in samples])
-        if getattr(model, "task", "detection") == "segmentation":
+        if isinstance(model, Segmenter):
             targets = []
             for sample in samples:
                 if sample.gt_sem_seg is None or sample.image_size != sample.orig_size:
@@ -62,14 +65,14 @@ def validation_loss(
     dataset: DetectionDataset,
     device: torch.device | str = "cpu",
     batch_size: int = 8,
+    num_workers: int = 0,
 ) -> dict[str, float]:
     """The training loss terms on ``dataset``, averaged over batches, with the model in eval
     mode (BatchNorm statistics and dropout as at inference), as ``val_loss`` / ``val_<term>``."""
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    loader = DataLoader(this_process_share(dataset), batch_size=batch_size, shuffle=False,
-                        collate_fn=collate_samples)
+    loader = evaluation_loader(this_process_share(dataset), batch_size, num_workers)
     for samples in loader:
         add_loss_terms(sums, model.loss([s.to(device) for s in samples]), 1.0)
     model.train(was_training)

@@ -1,25 +1,26 @@
-"""The training loop: iterations, checkpoints, exact resume, evaluation, logging."""
+"""The training loop: iterations, checkpoints, exact resume, evaluation, logging.
+
+The parts it is made of live next to it: the ``train`` section (:mod:`.train_config`),
+device and RNG state (:mod:`.runtime`), the data loaders (:mod:`.loaders`), backbone
+freezing (:mod:`.freeze`) and the metrics log (:mod:`.run_log`). Their public names stay
+importable from here.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from detseg.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, to_plain
-from detseg.data import DetectionDataset, LoaderConfig, collate_samples
+from detseg.config import to_plain
+from detseg.data import DetectionDataset, LoaderConfig
 from detseg.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -27,98 +28,22 @@ from detseg.engine.checkpoint import (
     save_checkpoint,
 )
 from detseg.engine.distributed import all_gather_objects, any_process, dist_info
-from detseg.engine.ema import EMAConfig, ModelEMA
+from detseg.engine.ema import ModelEMA
 from detseg.engine.evaluate import add_loss_terms, evaluate, validation_loss
-from detseg.engine.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
-from detseg.engine.sampler import (
-    InfiniteSampler,
-    aspect_ratio_groups,
-    read_summaries,
-    repeat_factors,
+from detseg.engine.freeze import BackboneFreeze
+from detseg.engine.loaders import sampling_weights, training_loader
+from detseg.engine.optim import build_optimizer, build_scheduler
+from detseg.engine.run_log import RunLog
+from detseg.engine.runtime import (
+    rng_state,
+    seed_everything,
+    select_device,
+    set_rng_state,
+    write_resolved_config,
 )
-from detseg.errors import ConfigError, DetsegError
-
-
-class TrainingError(DetsegError):
-    """Training stopped: a non-finite loss, or a run directory that cannot be resumed."""
-
-
-@dataclass
-class TrainConfig:
-    """The ``train`` section. Iterations count optimizer steps; each step sums the gradients
-    of ``accumulate`` batches (losses divided by ``accumulate``), so it sees
-    ``batch_size x accumulate`` images.
-
-    ``ema``: keep an exponential moving average of the weights (:class:`EMAConfig`); it is
-    what evaluation, ``best.pt`` and inference use. ``patience``: stop after that many
-    evaluations without a better ``best_metric``. ``val_loss``: also log the loss on the
-    validation set at each evaluation (one more pass over it).
-
-    Under ``torchrun`` each of the ``world_size`` processes takes ``batch_size`` images, so a
-    step sees ``batch_size x accumulate x world_size``. ``reference_batch``: the images per
-    step ``optimizer.lr`` was tuned for; when set, the LR is scaled linearly to the
-    effective batch (Goyal et al. 2017). ``sync_bn``: BatchNorm statistics over all
-    processes (CUDA only). ``find_unused_parameters``: needed by DDP when a step may leave
-    some parameters without gradient (e.g. a mask head on a batch without objects).
-
-    ``freeze_backbone``: the first that many iterations train everything but the backbone
-    (its weights and BatchNorm statistics stay as loaded, and its backward is skipped); -1
-    freezes it for the whole run. The usual start of a fine-tuning from pretrained weights."""
-
-    max_iters: PositiveInt = 1000
-    accumulate: PositiveInt = 1
-    ema: EMAConfig | None = None
-    patience: PositiveInt | None = None
-    val_loss: bool = False
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    clip_grad_norm: PositiveFloat | None = None
-    amp: bool = False
-    eval_every: NonNegativeInt = 0
-    checkpoint_every: NonNegativeInt = 500
-    best_metric: str | None = None
-    log_every: PositiveInt = 20
-    reference_batch: PositiveInt | None = None
-    sync_bn: bool = False
-    find_unused_parameters: bool = True
-    freeze_backbone: Annotated[int, Range(-1)] = 0
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` takes CUDA when available; ``cuda`` without a GPU is an error. The CUDA
-    device is the current one (``cuda:LOCAL_RANK`` in a distributed run)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or auto")
-        return torch.device("cuda", torch.cuda.current_device())  # cuda:LOCAL_RANK under torchrun
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+from detseg.engine.train_config import TrainConfig, TrainingError
+from detseg.errors import ConfigError
+from detseg.models.base import Segmenter, task_name
 
 
 class Trainer:
@@ -130,9 +55,10 @@ class Trainer:
 
     Args:
         model: has ``loss(samples) -> dict`` and ``predict(samples)``.
-        train_set / train_loader: the training data and its loader settings.
+        train_set / train_loader: the training data and its loader settings (``data.train``).
         val_set, evaluator: evaluation data and metric (``None``: no evaluation).
         config: the resolved experiment config, stored in every checkpoint.
+        val_loader: the loader settings of ``val_set`` (``data.val``; None: batches of 8, no workers).
         seed: seeds Python, NumPy, torch and the data stream.
     """
 
@@ -147,7 +73,7 @@ class Trainer:
         config: DictConfig | dict,
         val_set: DetectionDataset | None = None,
         evaluator: Any = None,
-        val_batch_size: int = 8,
+        val_loader: LoaderConfig | None = None,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -170,7 +96,7 @@ class Trainer:
         self.config = to_plain(config) if isinstance(config, DictConfig) else config
         self.val_set = val_set
         self.evaluator = evaluator
-        self.val_batch_size = val_batch_size
+        self.val_loader = val_loader if val_loader is not None else LoaderConfig(dataset={}, batch_size=8)
         self.seed = seed
         self.progress = progress and self.dist.is_main
         if cfg.accumulate < 1:
@@ -179,7 +105,7 @@ class Trainer:
             raise ConfigError("train.patience needs train.best_metric and train.eval_every: early stopping "
                               "watches the metric at each evaluation")
         self.optimizer = build_optimizer(self.model, cfg.optimizer)  # with every trainable parameter
-        self.backbone_trainable = self._backbone_trainable_parameters()
+        self.freeze = BackboneFreeze(self.model, cfg.freeze_backbone)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_iters)
         self.use_fp16 = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_fp16)
@@ -195,47 +121,10 @@ class Trainer:
                 find_unused_parameters=cfg.find_unused_parameters)
         self.evals_since_best = 0
         self.stopped_early = False
-        segmentation = getattr(model, "task", "detection") == "segmentation"
+        segmentation = isinstance(model, Segmenter)
         self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
-        self.repeat_factors, self.groups = self._sampling_weights()
-
-    def _backbone_trainable_parameters(self) -> list[torch.nn.Parameter]:
-        if not self.cfg.freeze_backbone:
-            return []
-        if self.cfg.freeze_backbone < -1:
-            raise ConfigError(f"train.freeze_backbone must be -1 (the whole run) or >= 0, got {self.cfg.freeze_backbone}")
-        backbone = getattr(self.model, "backbone", None)
-        if not isinstance(backbone, torch.nn.Module):
-            raise ConfigError(f"train.freeze_backbone: model {type(self.model).__name__} has no backbone")
-        return [p for p in backbone.parameters() if p.requires_grad]
-
-    def _freeze_backbone_for(self, iteration: int) -> None:
-        """Before the step of ``iteration`` (0-based): freeze or release the backbone."""
-        if not self.backbone_trainable:
-            return
-        frozen = self.cfg.freeze_backbone == -1 or iteration < self.cfg.freeze_backbone
-        self.model.backbone.train(not frozen)  # frozen BatchNorm keeps its statistics
-        for p in self.backbone_trainable:
-            p.requires_grad_(not frozen)  # no gradient: the optimizer leaves the weight alone
-
-    def _sampling_weights(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Repeat factors and aspect-ratio groups of the training images, where asked for."""
-        threshold, grouped = self.train_loader.repeat_factor_threshold, self.train_loader.group_by_aspect_ratio
-        if threshold is None and not grouped:
-            return None, None
-        if threshold is not None and threshold <= 0:
-            raise ConfigError(f"data.train.repeat_factor_threshold must be > 0 (a fraction of the images), "
-                              f"got {threshold}")
-        summaries = read_summaries(self.train_set, self.progress)
-        factors = repeat_factors([s.labels for s in summaries], threshold) if threshold is not None else None
-        groups = aspect_ratio_groups([(s.height, s.width) for s in summaries]) if grouped else None
-        if factors is not None:
-            self._say(f"repeat-factor sampling (threshold {threshold:g}): an epoch draws {factors.sum():.0f} "
-                      f"images for {len(factors)} ({factors.mean():.2f} per image, up to {factors.max():.2f})")
-        if groups is not None:
-            self._say(f"aspect-ratio grouping: {int((groups == 0).sum())} landscape/square and "
-                      f"{int((groups == 1).sum())} portrait images, batched apart")
-        return factors, groups
+        self.repeat_factors, self.groups = sampling_weights(train_set, train_loader, self.progress, self._say)
+        self.log = RunLog(self.run_dir, enabled=False)
 
     # -- checkpoints --------------------------------------------------------------------
 
@@ -252,7 +141,7 @@ class Trainer:
             "evals_since_best": self.evals_since_best,
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "config": self.config,
-            "meta": {"task": getattr(self.model, "task", "detection"), "class_names": self.class_names},
+            "meta": {"task": task_name(self.model), "class_names": self.class_names},
         }
 
     def resume(self) -> None:
@@ -303,26 +192,16 @@ class Trainer:
         self.scheduler.last_epoch = self.iteration - 1
         self.scheduler.step()  # sets the LR of the current iteration on the new schedule
         self._say(f"resume: following the new schedule from iteration {self.iteration} "
-              f"(lr {self.optimizer.param_groups[0]['lr']:.3g})")
+                  f"(lr {self.optimizer.param_groups[0]['lr']:.3g})")
 
     # -- the loop -----------------------------------------------------------------------
 
     def _loader(self) -> DataLoader:
-        batch_size = self.train_loader.batch_size
-        try:
-            sampler = InfiniteSampler(len(self.train_set), seed=self.seed, shuffle=self.train_loader.shuffle,
-                                      start=self.iteration * batch_size * self.cfg.accumulate,
-                                      rank=self.dist.rank, num_replicas=self.dist.world_size,
-                                      repeat_factors=self.repeat_factors, groups=self.groups,
-                                      group_size=batch_size * self.dist.world_size)
-        except ValueError as exc:
-            raise ConfigError(f"data.train: {exc}") from None
-        # A private generator: creating the loader must not draw from the global RNG, or a
-        # resumed run would be one draw out of step with an uninterrupted one.
-        return DataLoader(self.train_set, batch_size=batch_size, sampler=sampler,
-                          num_workers=self.train_loader.num_workers, collate_fn=collate_samples,
-                          persistent_workers=self.train_loader.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed))
+        """The training stream from the current iteration on."""
+        return training_loader(self.train_set, self.train_loader, self.seed,
+                               start=self.iteration * self.train_loader.batch_size * self.cfg.accumulate,
+                               rank=self.dist.rank, num_replicas=self.dist.world_size,
+                               factors=self.repeat_factors, groups=self.groups)
 
     def train(self, stop_at: int | None = None) -> dict[str, float]:
         """Run to ``max_iters`` and return the final evaluation (empty without one).
@@ -330,13 +209,7 @@ class Trainer:
         ``stop_at`` ends the run after that iteration with ``last.pt`` written, as a kill
         would (used to test resuming).
         """
-        from torch.utils.tensorboard import SummaryWriter
-
-        main = self.dist.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if main else None
-        log = open(self.run_dir / "metrics.jsonl", "a") if main else None
+        self.log = RunLog(self.run_dir, enabled=self.dist.is_main)
         end = self.cfg.max_iters if stop_at is None else min(stop_at, self.cfg.max_iters)
         bar = tqdm(total=self.cfg.max_iters, initial=self.iteration, desc="train", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
@@ -347,7 +220,7 @@ class Trainer:
             start_time = time.perf_counter()
             self._say(self._batch_summary())
             while self.iteration < end and not self.stopped_early:
-                self._freeze_backbone_for(self.iteration)
+                self.freeze.before_step(self.iteration)
                 losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
                 bar.update(1)
@@ -357,25 +230,18 @@ class Trainer:
                     record = {"iteration": self.iteration, "lr": lr, **self._mean_over_processes(losses),
                               "seconds": round(time.perf_counter() - start_time, 3)}
                     self.history.append(record)
-                    if main:
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
-                        for key, value in record.items():
-                            if key not in ("iteration", "seconds"):
-                                writer.add_scalar(f"train/{key}", value, self.iteration)
+                    self.log.training(record)
                 last = self.iteration == self.cfg.max_iters
                 if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0 and not last:
-                    metrics = self._evaluate(log, writer)
+                    metrics = self._evaluate()
                 if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == end or self.stopped_early:
                     self._save("last.pt")
             if self.iteration == self.cfg.max_iters:
-                metrics = self._evaluate(log, writer)
+                metrics = self._evaluate()
                 self._save("last.pt")
         finally:
             bar.close()
-            if main:
-                log.close()
-                writer.close()
+            self.log.close()
         return metrics
 
     def _step(self, batches: list[list]) -> dict[str, float]:
@@ -417,22 +283,16 @@ class Trainer:
         """The weights evaluated and kept as best: the EMA when enabled."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _evaluate(self, log, writer) -> dict[str, float]:
+    def _evaluate(self) -> dict[str, float]:
         if self.val_set is None or self.evaluator is None:
             return {}
-        metrics = evaluate(self.eval_model, self.val_set, self.evaluator, self.device, self.val_batch_size,
-                           progress=self.progress)
+        batch_size, workers = self.val_loader.batch_size, self.val_loader.num_workers
+        metrics = evaluate(self.eval_model, self.val_set, self.evaluator, self.device, batch_size,
+                           progress=self.progress, num_workers=workers)
         if self.cfg.val_loss:
-            metrics.update(validation_loss(self.eval_model, self.val_set, self.device, self.val_batch_size))
+            metrics.update(validation_loss(self.eval_model, self.val_set, self.device, batch_size, workers))
         self.model.train()
-        if self.dist.is_main:
-            log.write(json.dumps({"iteration": self.iteration, "split": "val",
-                                  **{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                     for k, v in metrics.items()}}) + "\n")
-            log.flush()
-            for key, value in metrics.items():
-                if "/" not in key and not math.isnan(value):
-                    writer.add_scalar(f"val/{key}", value, self.iteration)
+        self.log.evaluation(self.iteration, metrics)
         name = self.cfg.best_metric
         if name:
             if name not in metrics:
@@ -448,8 +308,8 @@ class Trainer:
             if self.cfg.patience is not None and self.evals_since_best >= self.cfg.patience:
                 self.stopped_early = True
                 self._say(f"early stop at iteration {self.iteration}: {name} has not improved for "
-                      f"{self.evals_since_best} evaluations (best {self.best['value']:.4f} at iteration "
-                      f"{self.best['iteration']})")
+                          f"{self.evals_since_best} evaluations (best {self.best['value']:.4f} at iteration "
+                          f"{self.best['iteration']})")
         return metrics
 
     # -- one process or several ---------------------------------------------------------
@@ -481,9 +341,7 @@ class Trainer:
                        f"to the images per step it was tuned for to scale it)")
 
 
-def write_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-__all__ = ["CheckpointError", "TrainConfig", "Trainer", "TrainingError", "select_device"]
+__all__ = [
+    "CheckpointError", "TrainConfig", "Trainer", "TrainingError", "rng_state", "seed_everything",
+    "select_device", "set_rng_state", "write_resolved_config",
+]

@@ -41,7 +41,7 @@ def load_ground_truth(gt: str | Path, split: str = "val", overrides: Sequence[st
         ground_truth = load_coco_json(gt)
         labeled = read_coco(gt, gt.parent, ground_truth)  # the checks training data gets
         labeled.refuse_errors(f"{gt} (ground truth)")
-        outside = [f for f in labeled.findings if f.kind == "box outside image"]
+        outside = [f for f in labeled.problems if f.kind == "box outside image"]
         if outside:
             warnings.warn(f"{gt}: {len(outside)} ground-truth box(es) reach outside their image (evaluated as "
                           f"given): " + "; ".join(f"{f.file}: {f.detail}" for f in outside[:3]), stacklevel=2)

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from detseg.evaluation.base import gather
 from detseg.evaluation.results import ResultsEvaluator
+from detseg.ops import box_iou
 from detseg.registry import EVALUATORS
 
 
@@ -40,16 +42,21 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, use_07_metric: 
     return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
 
 
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix1 = np.maximum(boxes[:, 0], box[0])
-    iy1 = np.maximum(boxes[:, 1], box[1])
-    ix2 = np.minimum(boxes[:, 2], box[2])
-    iy2 = np.minimum(boxes[:, 3], box[3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+def _overlaps(
+    detections: Sequence[tuple[Any, float, np.ndarray]], ground_truth: dict[Any, tuple[np.ndarray, np.ndarray]]
+) -> dict[int, np.ndarray]:
+    """``detection index -> IoU float[N]`` with the ground truth of its image, for the
+    detections whose image has ground truth (one :func:`detseg.ops.box_iou` per image)."""
+    by_image: dict[Any, list[int]] = defaultdict(list)
+    for index, (image_id, _, _) in enumerate(detections):
+        if image_id in ground_truth and len(ground_truth[image_id][0]):
+            by_image[image_id].append(index)
+    overlaps: dict[int, np.ndarray] = {}
+    for image_id, indices in by_image.items():
+        boxes = torch.as_tensor(np.array([detections[i][2] for i in indices], np.float64).reshape(-1, 4))
+        iou = box_iou(boxes, torch.as_tensor(np.asarray(ground_truth[image_id][0], np.float64)))
+        overlaps.update(zip(indices, iou.numpy()))
+    return overlaps
 
 
 def voc_class_ap(
@@ -75,13 +82,14 @@ def voc_class_ap(
     claimed = {image_id: np.zeros(len(boxes), bool) for image_id, (boxes, _) in ground_truth.items()}
     tp = np.zeros(len(order))
     fp = np.zeros(len(order))
+    overlaps_of = _overlaps(detections, ground_truth)
     for rank, index in enumerate(order):
-        image_id, _, box = detections[index]
-        if image_id not in ground_truth or len(ground_truth[image_id][0]) == 0:
+        if index not in overlaps_of:  # no ground truth of this class in its image
             fp[rank] = 1
             continue
-        boxes, difficult = ground_truth[image_id]
-        overlaps = _iou_one_to_many(np.asarray(box, np.float64), boxes)
+        image_id = detections[index][0]
+        difficult = ground_truth[image_id][1]
+        overlaps = overlaps_of[index]
         best = int(overlaps.argmax())
         if overlaps[best] >= iou_threshold:
             if difficult[best]:

@@ -15,6 +15,7 @@ from detseg.data.record import ImageRecord
 from detseg.data.transforms import build_transforms
 from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
 from detseg.errors import ConfigError, DataError
+from detseg.models.base import Segmenter
 from detseg.registry import UnknownNameError
 from detseg.structures import Instances
 
@@ -98,8 +99,9 @@ class Predictor:
         return cls(model, config, state.get("meta", {}).get("class_names", []), device)
 
     @property
-    def task(self) -> str:
-        return getattr(self.model, "task", "detection")
+    def segments(self) -> bool:
+        """True for a segmenter (label maps), False for a detector (:class:`Instances`)."""
+        return isinstance(self.model, Segmenter)
 
     def __call__(self, image: ImageInput) -> Instances | Tensor:
         return self.predict_batch([image], batch_size=1)[0]

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detseg.data.formats import IMAGE_SUFFIXES
 from detseg.data.io import read_image, write_label_map
-from detseg.data.seg_folder import IMAGE_SUFFIXES
 from detseg.errors import DataError
 from detseg.inference.predictor import Predictor
 from detseg.inference.visualize import draw_instances, draw_label_map
@@ -51,7 +51,7 @@ def predict_files(predictor: Predictor, inputs: list[str], out_dir: str | Path,
         chunk = paths[start:start + batch_size]
         images = [read_image(p) for p in chunk]
         for path, image, pred in zip(chunk, images, predictor.predict_batch(images, batch_size)):
-            if predictor.task == "segmentation":
+            if predictor.segments:
                 write_label_map(out_dir / f"{path.stem}.png", pred.numpy().astype(np.uint8))
                 drawn = draw_label_map(image, pred)
             else:
@@ -62,7 +62,7 @@ def predict_files(predictor: Predictor, inputs: list[str], out_dir: str | Path,
                                     "bbox": [round(v, 2) for v in box], "score": round(score, 4)})
                 drawn = draw_instances(image, keep, predictor.class_names)
             cv2.imwrite(str(out_dir / f"{path.stem}.jpg"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    if predictor.task != "segmentation":
+    if not predictor.segments:
         (out_dir / "predictions.json").write_text(json.dumps(results, indent=1))
     return out_dir
 

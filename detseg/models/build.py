@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from detseg.config import build, to_plain
+from detseg.errors import ConfigError
 from detseg.registry import MODELS
 
 
@@ -53,3 +56,23 @@ def build_trunk(backbone: Any, neck: Any | None) -> tuple[Any, Any | None, dict]
         neck_module = build(neck, NECKS, "model.neck", input_shape=shape)
         shape = neck_module.output_shape()
     return backbone_module, neck_module, shape
+
+
+def register_family_member(registry: Any, name: str, builder: Callable[..., Any],
+                           problem: Callable[[dict[str, Any]], str | None]) -> None:
+    """Register ``builder`` as model ``name``, refusing nodes that are not what the name
+    says: ``problem(kwargs)`` returns why (e.g. a YOLO head under ``name: ssd``) or None."""
+
+    @functools.wraps(builder)
+    def member(**kwargs: Any) -> Any:
+        why = problem(kwargs)
+        if why:
+            raise ConfigError(f"model: name '{name}' {why}")
+        return builder(**kwargs)
+
+    registry.register(name, member)
+
+
+def node_name(node: Any) -> str | None:
+    """The ``name`` of a component node (a dict), or None."""
+    return node.get("name") if isinstance(node, dict) else None

@@ -3,10 +3,9 @@ predictions back."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import random
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +63,11 @@ class ImageBatch:
     tensor: Tensor
     image_sizes: list[tuple[int, int]]
     samples: list[DetSample] | None = None
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the padded batch, which anchors and priors are laid on."""
+        return self.tensor.shape[-2], self.tensor.shape[-1]
 
 
 class Preprocessor(nn.Module):

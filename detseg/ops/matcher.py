@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from detseg.ops.boxes import box_iou
+
 POSITIVE, NEGATIVE, IGNORE = 1, 0, -1
 
 
@@ -61,3 +63,28 @@ class Matcher:
             labels[pred_index] = POSITIVE
             matched_gt[pred_index] = gt_index
         return MatchResult(matched_gt=matched_gt, labels=labels)
+
+
+IGNORE_REGION_IOU = 0.5
+"""A prediction whose IoU with a crowd / difficult region reaches this is neither positive
+nor negative (the RPN's rule, now every head's)."""
+
+
+def near_ignore_regions(candidates: Tensor, regions: Tensor | None, threshold: float = IGNORE_REGION_IOU) -> Tensor:
+    """``bool[P]``: the ``candidates`` (``[P, 4]`` xyxy) whose IoU with some ignore region
+    (``[R, 4]`` xyxy, same coordinates; ``None`` or empty for none) is ``>= threshold``."""
+    if regions is None or len(regions) == 0:
+        return torch.zeros(len(candidates), dtype=torch.bool, device=candidates.device)
+    return box_iou(regions.to(candidates), candidates).amax(0) >= threshold
+
+
+def ignore_near_regions(labels: Tensor, candidates: Tensor, regions: Tensor | None) -> Tensor:
+    """``labels`` (a :class:`MatchResult`'s) with the negatives near an ignore region (see
+    :func:`near_ignore_regions`) turned into ``IGNORE``: crowd regions teach nothing."""
+    near = near_ignore_regions(candidates, regions)
+    if not bool(near.any()):
+        return labels
+    labels = labels.clone()
+    labels[(labels == NEGATIVE) & near] = IGNORE
+    return labels
+

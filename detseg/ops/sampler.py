@@ -48,7 +48,7 @@ def _choose(index: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
 
 
 def hard_negative_mining(background_loss: Tensor, positive: Tensor, neg_pos_ratio: float = 3.0,
-                         min_negatives: int = 0) -> Tensor:
+                         min_negatives: int = 0, ignored: Tensor | None = None) -> Tensor:
     """SSD's hard negative mining: per image, the negatives with the highest loss,
     ``neg_pos_ratio`` of them per positive (all of them when there are fewer).
 
@@ -58,13 +58,15 @@ def hard_negative_mining(background_loss: Tensor, positive: Tensor, neg_pos_rati
         neg_pos_ratio: negatives kept per positive (3 in the paper).
         min_negatives: kept per image even without positives, so that an image without
             objects still teaches the background class.
+        ignored: ``bool[N, P]`` predictions that are never negatives (near crowd regions).
 
     Returns:
         ``bool[N, P]``, True for the negatives kept.
     """
-    loss = background_loss.detach().masked_fill(positive, float("-inf"))
-    num_negatives = (~positive).sum(1, keepdim=True)
+    excluded = positive if ignored is None else positive | ignored
+    loss = background_loss.detach().masked_fill(excluded, float("-inf"))
+    num_negatives = (~excluded).sum(1, keepdim=True)
     wanted = (positive.sum(1, keepdim=True) * neg_pos_ratio).long().clamp(min=min_negatives)
     num_keep = torch.minimum(wanted, num_negatives)
     rank = loss.argsort(1, descending=True).argsort(1)  # rank of each prediction's loss in its image
-    return (rank < num_keep) & ~positive
+    return (rank < num_keep) & ~excluded

@@ -54,7 +54,7 @@ def test_coco_yolo_voc_coco_round_trip_keeps_every_box(fractional_coco, tmp_path
     expected = boxes_by_image(original)
     assert sum(len(v) for v in expected.values()) == 19
     for name, labeled in steps.items():
-        assert labeled.class_names == original.class_names and labeled.findings == [], name
+        assert labeled.class_names == original.class_names and labeled.problems == [], name
         got = boxes_by_image(labeled)
         assert got.keys() == expected.keys(), name
         for image, objects in expected.items():

@@ -13,15 +13,13 @@ from detseg.engine.ema import EMAConfig, ModelEMA
 from detseg.engine.optim import ScheduleConfig
 from detseg.engine.trainer import TrainConfig, Trainer, TrainingError
 from detseg.experiment import build_split, load_experiment, train_from_config
-from detseg.models.base import Model
+from detseg.models.base import Segmenter
 from tests.engine.test_trainer import EXPERIMENT
 
 
-class PixelRegressor(Model):
+class PixelRegressor(Segmenter):
     """No BatchNorm, no randomness: a batch's loss is the mean of its images' losses, so
     k batches of b give the gradients of one batch of k*b."""
-
-    task = "segmentation"
 
     def __init__(self):
         super().__init__()

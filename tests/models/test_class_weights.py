@@ -4,8 +4,8 @@ classes, and the same as unweighted when every weight is 1."""
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from detseg.config import load_node
 from detseg.data.shapes import ShapesDataset
 from detseg.errors import ConfigError
 from detseg.models import build_model
@@ -30,7 +30,7 @@ def samples():
 
 
 def classification_loss(config: str, node: str | None, terms: list[str], samples, weights) -> float:
-    cfg = OmegaConf.load(f"configs/model/{config}.yaml")
+    cfg = load_node(f"configs/model/{config}.yaml")
     if config == "rcnn_tiny":
         cfg.classifier = "svm"
     target = cfg if node is None else cfg[node]
@@ -58,7 +58,7 @@ def test_class_weights_multiply_each_class_term(config, node, terms, samples):
 
 
 def test_class_weights_of_the_wrong_length_name_the_node():
-    cfg = OmegaConf.load("configs/model/ssd_tiny.yaml")
+    cfg = load_node("configs/model/ssd_tiny.yaml")
     cfg.head.class_weights = [1.0, 2.0]
     with pytest.raises(ConfigError, match=r"ssd head.class_weights has 2 values for 3 classes"):
         build_model(cfg)

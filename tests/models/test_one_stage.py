@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from detseg.config import load_node
 from detseg.errors import ConfigError
 from detseg.models import build_model
 from detseg.models.backbones.base import FeatureSpec
@@ -28,6 +28,12 @@ def instances(boxes, labels, size=(64, 64)) -> Instances:
     return Instances(Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)), torch.tensor(labels, dtype=torch.int64), size)
 
 
+def head_loss(head, gt: list[Instances], size=(64, 64)) -> dict[str, torch.Tensor]:
+    """The head's loss through its contract: one forward, then loss on samples holding ``gt``."""
+    samples = [DetSample(torch.zeros(3, *size, dtype=torch.uint8), i, size, gt=g) for i, g in enumerate(gt)]
+    return head.loss(head(features(len(gt)), size), samples)
+
+
 def test_yolo_assigns_each_box_to_the_best_anchor_over_all_maps_at_its_centre_cell():
     head = yolo_head()
     # 38 x 42 centred at (20, 44): closest in shape to [40, 40] (map p4, anchor 0), cell (2, 1)
@@ -44,7 +50,7 @@ def test_yolo_decodes_zero_outputs_to_the_anchor_at_the_cell_centre():
 
 
 def test_yolo_empty_ground_truth_gives_zero_box_and_class_loss_but_objectness_loss():
-    losses = yolo_head().loss(features(), [instances([], [])], (64, 64))
+    losses = head_loss(yolo_head(), [instances([], [])])
     assert losses["loss_box"].item() == 0 and losses["loss_cls"].item() == 0
     assert losses["loss_obj"].item() > 0
     sum(losses.values()).backward()  # still a graph
@@ -63,8 +69,8 @@ def test_yolo_box_loss_vanishes_when_the_prediction_is_the_box(box_loss):
 
 def test_yolo_ignore_threshold_silences_good_unassigned_boxes():
     gt = [instances([[10, 10, 50, 50]], [1])]
-    silent = yolo_head(ignore_threshold=0.0).loss(features(), gt, (64, 64))["loss_obj"]
-    counted = yolo_head(ignore_threshold=1.0).loss(features(), gt, (64, 64))["loss_obj"]
+    silent = head_loss(yolo_head(ignore_threshold=0.0), gt)["loss_obj"]
+    counted = head_loss(yolo_head(ignore_threshold=1.0), gt)["loss_obj"]
     assert silent < counted
 
 
@@ -80,7 +86,7 @@ def ssd_head() -> SSDHead:
 
 
 def test_ssd_empty_ground_truth_gives_zero_box_loss_and_classification_loss():
-    losses = ssd_head().loss(features(), [instances([], [])], (64, 64))
+    losses = head_loss(ssd_head(), [instances([], [])])
     assert losses["loss_box"].item() == 0
     assert losses["loss_cls"].item() > 0
 
@@ -91,14 +97,14 @@ def test_ssd_every_object_gets_a_positive_and_negatives_are_three_per_positive(m
     seen = {}
     original = ssd.hard_negative_mining
 
-    def spy(background_loss, positive, ratio, min_negatives):
-        kept = original(background_loss, positive, ratio, min_negatives)
+    def spy(background_loss, positive, ratio, min_negatives, ignored):
+        kept = original(background_loss, positive, ratio, min_negatives, ignored)
         seen.update(positive=positive, kept=kept)
         return kept
 
     monkeypatch.setattr(ssd, "hard_negative_mining", spy)
     # a tiny box no default box reaches with IoU 0.5 still gets its best one
-    ssd_head().loss(features(), [instances([[30, 30, 34, 33], [0, 0, 40, 40]], [0, 1])], (64, 64))
+    head_loss(ssd_head(), [instances([[30, 30, 34, 33], [0, 0, 40, 40]], [0, 1])])
     num_positive = int(seen["positive"].sum())
     assert num_positive >= 2
     assert int(seen["kept"].sum()) == 3 * num_positive
@@ -115,7 +121,7 @@ def test_two_iterations_and_predictions_in_original_coordinates(family):
     from detseg.data import ShapesDataset
 
     torch.manual_seed(0)
-    node = OmegaConf.load(SMOKE[family])
+    node = load_node(SMOKE[family])
     node.head.score_threshold = 0.0  # untrained scores are low; boxes must still come out
     model = build_model(node)
     dataset = ShapesDataset(num_images=2, image_size=96)

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from detseg.config import load_node
 from detseg.errors import ConfigError
 from detseg.evaluation.segmentation import confusion_matrix, segmentation_metrics
 from detseg.models import build_model
@@ -111,7 +112,7 @@ CASES = [(m, None) for m in MODELS] + [("fcn8s", k) for k in ("nearest", "biline
 @pytest.mark.parametrize(("model", "upsample"), CASES)
 def test_every_model_takes_an_odd_input_size_by_padding(model, upsample):
     torch.manual_seed(0)
-    node = OmegaConf.load(MODELS[model])
+    node = load_node(MODELS[model])
     if upsample is not None:
         node.decoder.upsample = upsample
     segmentor = build_model(node)
@@ -152,7 +153,7 @@ def test_torchvision_style_heads_score_an_unpadded_input(decoder):
 
 
 def test_fcn_unpool_needs_an_encoder_with_every_pooling():
-    node = OmegaConf.load(MODELS["fcn8s"])
+    node = load_node(MODELS["fcn8s"])
     node.decoder.upsample = "unpool"
     node.backbone.out_features = ["pool3", "pool4", "pool5"]
     with pytest.raises(ConfigError, match=r"strides \[8, 4, 2\]; missing \[4, 2\]"):
@@ -168,7 +169,7 @@ def test_tiramisu_parameter_counts_are_the_papers():
 
 def test_sliding_window_equals_whole_image_where_the_window_covers_it():
     torch.manual_seed(0)
-    node = OmegaConf.load(MODELS["fcn8s"])
+    node = load_node(MODELS["fcn8s"])
     whole = build_model(node).eval()
     windowed = build_model({**OmegaConf.to_container(node), "window": 128}).eval()
     windowed.load_state_dict(whole.state_dict())
@@ -181,7 +182,7 @@ def test_sliding_window_equals_whole_image_where_the_window_covers_it():
 
 
 def test_sliding_window_averages_overlapping_windows():
-    node = OmegaConf.load(MODELS["fcn8s"])
+    node = load_node(MODELS["fcn8s"])
     model = build_model({**OmegaConf.to_container(node), "window": 64, "window_stride": 32}).eval()
     calls = []
     original = model.forward_tensor

@@ -88,7 +88,7 @@ def test_nms_lecture_example_by_hand():
     torchvision.ops.nms; at 0.4, C (3/7) and E (1/2) go too."""
     import torchvision
 
-    from detseg.models.heads.roi_heads import select_detections
+    from detseg.ops.postprocess import select_detections
 
     iou = box_iou(NMS_BOXES, NMS_BOXES)
     hand = {(0, 1): 2 / 3, (0, 2): 3 / 7, (1, 2): 2 / 3, (3, 4): 1 / 2, (3, 5): 81 / 119, (0, 3): 0.0}

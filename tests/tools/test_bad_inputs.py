@@ -131,6 +131,7 @@ def write_bad_inputs(folder: Path) -> dict[str, Path]:
 
     from detseg.config import to_plain
     from detseg.experiment import build_model_for, build_split, load_experiment
+    from detseg.models.base import task_name
 
     paths: dict[str, Path] = {}
     images = folder / "coco" / "val"
@@ -194,7 +195,7 @@ def write_bad_inputs(folder: Path) -> dict[str, Path]:
         model = build_model_for(cfg, dataset, initialize=False)
         paths[f"{name}_checkpoint"] = folder / f"{name}.pt"
         torch.save({"model": model.state_dict(), "config": to_plain(cfg),
-                    "meta": {"task": model.task, "class_names": dataset.class_names}}, paths[f"{name}_checkpoint"])
+                    "meta": {"task": task_name(model), "class_names": dataset.class_names}}, paths[f"{name}_checkpoint"])
     return paths
 
 

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnxruntime  # noqa: F401 - a dev dependency: missing, the suite fails rather than skips
 import pytest
 import torch
-
-import onnxruntime  # noqa: F401 - a dev dependency: missing, the suite fails rather than skips
 
 from detseg.deploy import ExportableModel, ExportError, export_model, load_exported, parity_check
 from detseg.experiment import (
@@ -125,7 +124,11 @@ def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(conf
     model.eval()
     samples = [dataset[i] for i in range(len(dataset))]
     with torch.no_grad():
-        counts = {len(model.proposal_source(*model.features([s]), [s], with_loss=False)[0][0]) for s in samples}
+        counts = set()
+        for s in samples:
+            batch, features = model.features([s])
+            raw = model.proposal_source(features, batch.padded_size)
+            counts.add(len(model.proposal_source.predict(raw, batch.samples)[0]))
     assert len(counts) > 1, counts
     path = export_model(model, samples[0].image, "onnx", tmp_path / "model.onnx")
     report = parity_check(model, path, samples, lambda: build_evaluator(cfg, dataset), tolerance=1e-3)
@@ -137,11 +140,10 @@ def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(conf
 
 
 def test_models_with_proposals_from_outside_the_network_are_refused_by_name(tmp_path):
-    from omegaconf import OmegaConf
-
+    from detseg.config import load_node
     from detseg.models import build_model
 
-    model = build_model(OmegaConf.load(ROOT / "configs" / "model" / "rcnn_tiny.yaml"))
+    model = build_model(load_node(ROOT / "configs" / "model" / "rcnn_tiny.yaml"))
     with pytest.raises(ExportError, match="RCNN takes its proposals from selective search"):
         export_model(model, torch.zeros(3, 64, 64, dtype=torch.uint8), "onnx", tmp_path / "rcnn.onnx")
 

@@ -7,8 +7,6 @@ from detseg.models.backbones.ssdlite_mobilenet import SSDLiteMobileNetV3
 from detseg.models.backbones.timm_models import TimmBackbone
 from detseg.models.backbones.tiny import TinyConvNet
 from detseg.models.backbones.torchvision_models import TorchvisionBackbone
-from detseg.registry import BACKBONES
 
-BACKBONES.base = Backbone
-
-__all__ = ["SSDVGG16", "Backbone", "FeatureSpec", "TimmBackbone", "TinyConvNet", "TorchvisionBackbone"]
+__all__ = ["SSDVGG16", "Backbone", "FeatureSpec", "MobileNetV3Large", "SSDLiteMobileNetV3", "TimmBackbone", "TinyConvNet",
+           "TorchvisionBackbone"]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from detseg.config import Component, build
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone
-from detseg.models.base import Model
-from detseg.models.build import build_trunk
+from detseg.models.base import Detector
+from detseg.models.build import build_trunk, node_name, register_family_member
+from detseg.models.heads.base import DenseHead
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import (
     IMAGENET_MEAN,
@@ -32,13 +33,12 @@ from detseg.registry import BACKBONES, DENSE_HEADS, MODELS, NECKS
 from detseg.structures import DetSample, Instances
 
 
-class OneStageDetector(Model):
+class OneStageDetector(Detector):
     """``loss(samples) -> dict`` of ``loss_*`` terms; ``predict(samples) -> list[Instances]``
     in each sample's original image coordinates."""
 
-    task = "detection"
 
-    def __init__(self, preprocessor: Preprocessor, backbone: Backbone, neck: Neck | None, head: nn.Module) -> None:
+    def __init__(self, preprocessor: Preprocessor, backbone: Backbone, neck: Neck | None, head: DenseHead) -> None:
         super().__init__()
         self.preprocessor = preprocessor
         self.backbone = backbone
@@ -49,22 +49,22 @@ class OneStageDetector(Model):
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def features(self, samples: Sequence[DetSample]) -> tuple[ImageBatch, dict[str, Tensor], tuple[int, int]]:
-        """Normalise, resize and pad (the preprocessor), then backbone (+ neck); also the
-        batch tensor's ``(height, width)``, which the heads' priors are laid on."""
+    def features(self, samples: Sequence[DetSample]) -> tuple[ImageBatch, dict[str, Tensor]]:
+        """Normalise, resize and pad (the preprocessor), then backbone (+ neck)."""
         batch = self.preprocessor(samples)
         features = self.backbone(batch.tensor)
         if self.neck is not None:
             features = self.neck(features)
-        return batch, features, (batch.tensor.shape[-2], batch.tensor.shape[-1])
+        return batch, features
 
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
-        batch, features, size = self.features(samples)
-        return self.head.loss(features, [s.gt for s in batch.samples], size)  # ground truth at the input size
+        batch, features = self.features(samples)
+        raw = self.head(features, batch.padded_size)
+        return self.head.loss(raw, batch.samples)  # ground truth at the input size
 
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
-        batch, features, size = self.features(samples)
-        detections = self.head.predict(features, size)
+        batch, features = self.features(samples)
+        detections = self.head.predict(self.head(features, batch.padded_size), batch.samples)
         # each image's part of the (padded) batch is a rescaled image: one scaling maps to the original
         return [rescale_instances(_within(d.to("cpu"), image_size), s.orig_size)
                 for d, image_size, s in zip(detections, batch.image_sizes, samples)]
@@ -77,9 +77,6 @@ def _within(detections: Instances, image_size: tuple[int, int]) -> Instances:
     return Instances(detections.boxes.clip(image_size), detections.labels, image_size, scores=detections.scores)
 
 
-@MODELS.register("ssd")
-@MODELS.register("yolo")
-@MODELS.register("yolo_v1")
 def build_one_stage(
     backbone: Component(BACKBONES),
     head: Component(DENSE_HEADS),
@@ -106,3 +103,12 @@ def build_one_stage(
         Preprocessor(pixel_mean, pixel_std, size_divisibility, resize), backbone_module, neck_module,
         build(head, DENSE_HEADS, "model.head", input_shape=shape, model_input_size=largest_side),
     )
+
+
+for _family in ("ssd", "yolo", "yolo_v1"):
+    register_family_member(
+        MODELS, _family, build_one_stage,
+        lambda kwargs, family=_family: None if node_name(kwargs["head"]) == family else
+        f"needs a '{family}' head, got model.head.name '{node_name(kwargs['head'])}' (the model name "
+        f"and the head name the same family)")
+

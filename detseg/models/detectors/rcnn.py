@@ -30,11 +30,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detseg.config import Component, NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval, build
+from detseg.config import (
+    Component,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    UnitInterval,
+    build,
+)
 from detseg.errors import ConfigError
-from detseg.models.base import Model
-from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead, select_detections
-from detseg.models.heads.rpn import ProposalSource
+from detseg.models.base import Detector
+from detseg.models.heads.base import ProposalSource
+from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
 from detseg.ops import (
     aligned_box_iou,
@@ -43,6 +50,7 @@ from detseg.ops import (
     class_weighted_cross_entropy,
     roi_align,
 )
+from detseg.ops.postprocess import select_detections
 from detseg.registry import BACKBONES, MODELS, PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
@@ -58,7 +66,7 @@ def context_boxes(boxes: Tensor, crop_size: int, context_padding: int) -> Tensor
 
 
 @MODELS.register("rcnn")
-class RCNN(Model):
+class RCNN(Detector):
     """``loss(samples) -> dict`` of ``loss_*`` terms; ``predict(samples) -> list[Instances]``
     in each sample's original image coordinates. See the module docstring.
 
@@ -69,7 +77,6 @@ class RCNN(Model):
     (see :func:`~detseg.ops.losses.class_weight_vector`).
     """
 
-    task = "detection"
 
     def __init__(
         self,
@@ -137,6 +144,10 @@ class RCNN(Model):
         self.detections_per_image = detections_per_image
         self.crop_batch_size = crop_batch_size
 
+    @property
+    def proposals_in_graph(self) -> bool:
+        return False  # selective search or a proposal file
+
     def crops(self, images: Tensor, boxes: Sequence[Tensor]) -> Tensor:
         """``images[B, 3, H, W]`` normalised, ``boxes`` per image ``[K_i, 4]`` xyxy ->
         ``[sum K_i, 3, crop_size, crop_size]`` warped crops with context."""
@@ -166,8 +177,9 @@ class RCNN(Model):
 
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
         batch = self.preprocessor(samples)
-        proposals, _ = self.proposal_source(batch, {}, samples, with_loss=True)
-        rois, labels, targets, positive_gt = self.roi_sampler(proposals, samples)
+        proposals = self.proposal_source.predict(None, samples, training=True)
+        sampled = self.roi_sampler(proposals, samples)
+        rois, labels, targets, positive_gt = sampled.rois, sampled.labels, sampled.box_targets, sampled.positive_gt
         all_labels = torch.cat(labels)
         pool5, fc7 = self.region_features(self.crops(batch.tensor, rois))
         losses = {"loss_cls": class_weighted_cross_entropy(self.cls_score(fc7), all_labels, self.class_weights,
@@ -235,7 +247,7 @@ class RCNN(Model):
     @torch.no_grad()
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
         batch = self.preprocessor(samples)
-        proposals, _ = self.proposal_source(batch, {}, samples, with_loss=False)
+        proposals = self.proposal_source.predict(None, samples)
         results = []
         for i, (props, sample) in enumerate(zip(proposals, samples)):
             boxes = props.boxes.tensor

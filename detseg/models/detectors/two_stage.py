@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from detseg.config import Component, build
 from detseg.models.backbones.base import Backbone
-from detseg.models.base import Model
-from detseg.models.build import build_trunk
-from detseg.models.heads.rpn import ProposalSource
+from detseg.models.base import Detector
+from detseg.models.build import build_trunk, node_name, register_family_member
+from detseg.models.heads.base import ProposalSource
+from detseg.models.heads.roi_heads import StandardRoIHead
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, ResizeConfig
 from detseg.registry import BACKBONES, MODELS, NECKS, PROPOSAL_SOURCES, ROI_HEADS
 from detseg.structures import DetSample, Instances
 
 
-class TwoStageDetector(Model):
+class TwoStageDetector(Detector):
     """``loss(samples) -> dict`` of weighted ``loss_*`` terms; ``predict(samples) ->
     list[Instances]`` in each sample's original image coordinates."""
 
-    task = "detection"
 
     def __init__(
         self,
@@ -34,7 +34,7 @@ class TwoStageDetector(Model):
         backbone: Backbone,
         neck: Neck | None,
         proposal_source: ProposalSource,
-        roi_head: nn.Module,
+        roi_head: StandardRoIHead,
     ) -> None:
         super().__init__()
         self.preprocessor = preprocessor
@@ -47,6 +47,14 @@ class TwoStageDetector(Model):
     def num_classes(self) -> int:
         return self.roi_head.num_classes
 
+    @property
+    def predicts_masks(self) -> bool:
+        return self.roi_head.mask_branch is not None
+
+    @property
+    def proposals_in_graph(self) -> bool:
+        return self.proposal_source.in_graph
+
     def features(self, samples: Sequence[DetSample]):
         batch = self.preprocessor(samples)
         features = self.backbone(batch.tensor)
@@ -57,20 +65,19 @@ class TwoStageDetector(Model):
     def loss(self, samples: Sequence[DetSample]) -> dict[str, Tensor]:
         batch, features = self.features(samples)
         samples = batch.samples  # the ground truth at the batch's size (the model may resize)
-        proposals, losses = self.proposal_source(batch, features, samples, with_loss=True)
-        return {**losses, **self.roi_head.loss(features, proposals, samples)}
+        first = self.proposal_source(features, batch.padded_size)
+        losses = self.proposal_source.loss(first, samples)
+        second = self.roi_head(features, self.proposal_source.predict(first, samples, training=True), samples)
+        return {**losses, **self.roi_head.loss(second, samples)}
 
     def predict(self, samples: Sequence[DetSample]) -> list[Instances]:
         batch, features = self.features(samples)
-        proposals, _ = self.proposal_source(batch, features, batch.samples, with_loss=False)
-        detections = self.roi_head.predict(features, proposals, output_sizes=[s.orig_size for s in samples])
+        proposals = self.proposal_source.predict(self.proposal_source(features, batch.padded_size), batch.samples)
+        detections = self.roi_head.predict(self.roi_head(features, proposals), batch.samples,
+                                           output_sizes=[s.orig_size for s in samples])
         return [d.to("cpu") for d in detections]
 
 
-
-@MODELS.register("faster_rcnn")
-@MODELS.register("fast_rcnn")  # proposal_source {name: selective_search} or {name: precomputed}
-@MODELS.register("mask_rcnn")  # Faster R-CNN whose roi_head has a mask_head node
 def build_faster_rcnn(
     backbone: Component(BACKBONES),
     proposal_source: Component(PROPOSAL_SOURCES),
@@ -95,3 +102,30 @@ def build_faster_rcnn(
         build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source", input_shape=shape),
         build(roi_head, ROI_HEADS, "model.roi_head", input_shape=shape),
     )
+
+
+def _has_mask_head(kwargs: dict) -> bool:
+    return isinstance(kwargs["roi_head"], dict) and kwargs["roi_head"].get("mask_head") is not None
+
+
+def _faster_rcnn_problem(kwargs: dict) -> str | None:
+    if node_name(kwargs["proposal_source"]) != "rpn":
+        return (f"needs proposal_source {{name: rpn}}, got '{node_name(kwargs['proposal_source'])}' "
+                f"(external proposals make a fast_rcnn)")
+    return "builds no mask branch; with roi_head.mask_head, use name: mask_rcnn" if _has_mask_head(kwargs) else None
+
+
+def _fast_rcnn_problem(kwargs: dict) -> str | None:
+    if node_name(kwargs["proposal_source"]) == "rpn":
+        return "takes external proposals (selective_search or precomputed); an RPN makes a faster_rcnn"
+    return "builds no mask branch (roi_head.mask_head is for mask_rcnn)" if _has_mask_head(kwargs) else None
+
+
+def _mask_rcnn_problem(kwargs: dict) -> str | None:
+    return None if _has_mask_head(kwargs) else "needs roi_head.mask_head (without it, it is a faster_rcnn)"
+
+
+register_family_member(MODELS, "faster_rcnn", build_faster_rcnn, _faster_rcnn_problem)
+register_family_member(MODELS, "fast_rcnn", build_faster_rcnn, _fast_rcnn_problem)
+register_family_member(MODELS, "mask_rcnn", build_faster_rcnn, _mask_rcnn_problem)
+

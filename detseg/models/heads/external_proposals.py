@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from detseg.errors import DataError
-from detseg.models.heads.rpn import ProposalSource
+from detseg.models.heads.base import ProposalSource
 from detseg.registry import PROPOSAL_SOURCES
 from detseg.structures import Boxes, DetSample, Instances
 
@@ -30,6 +30,8 @@ class PrecomputedProposals(ProposalSource):
         top_n: proposals kept per image, ``(training, inference)``.
     """
 
+    in_graph = False
+
     def __init__(self, input_shape=None, top_n: tuple[int, int] = (2000, 1000)) -> None:
         super().__init__()
         self.top_n = tuple(top_n)
@@ -40,14 +42,10 @@ class PrecomputedProposals(ProposalSource):
             f"tools/gen_proposals.py, or use proposal_source {{name: selective_search}} to compute them"
         )
 
-    def forward(self, batch, features, samples, with_loss):
-        device = batch.tensor.device
-        top_n = self.top_n[0 if with_loss else 1]
-        out = []
-        for sample in samples:
-            proposals = sample.proposals if sample.proposals is not None else self._missing(sample)
-            out.append(_first(proposals, top_n, device))
-        return out, {}
+    def predict(self, raw: None, samples: Sequence[DetSample], training: bool = False) -> list[Instances]:
+        top_n = self.top_n[0 if training else 1]
+        return [_first(s.proposals if s.proposals is not None else self._missing(s), top_n, s.image.device)
+                for s in samples]
 
 
 @PROPOSAL_SOURCES.register("selective_search")

@@ -80,17 +80,18 @@ class MaskBranch(nn.Module):
         x = self.convs(self.pooler(maps, boxes))
         return self.predictor(F.relu(self.deconv(x)))
 
-    def loss(self, maps: list[Tensor], boxes: list[Tensor], labels: list[Tensor],
+    def loss(self, logits: Tensor | None, boxes: list[Tensor], labels: list[Tensor],
              matched_gt: list[Tensor], gt_masks: Sequence[Tensor | None]) -> Tensor:
-        """Binary CE of the ground-truth class's logits only, over positive RoIs."""
+        """Binary CE of the ground-truth class's logits only, over positive RoIs.
+
+        ``logits``: :meth:`logits` of the positive ``boxes`` (``None`` when there is none)."""
         targets = []
         for image_boxes, image_matched, masks in zip(boxes, matched_gt, gt_masks):
             if masks is None:
                 raise ConfigError("the mask head needs instance masks in the ground truth")
             targets.append(mask_targets(masks.to(image_boxes.device), image_boxes, image_matched, self.resolution))
-        if sum(len(b) for b in boxes) == 0:
+        if logits is None:
             return sum(p.sum() for p in self.parameters()) * 0.0
-        logits = self.logits(maps, boxes)
         labels = torch.cat(labels)
         selected = logits[torch.arange(len(labels), device=labels.device), labels]
         return self.loss_weight * F.binary_cross_entropy_with_logits(selected, torch.cat(targets))

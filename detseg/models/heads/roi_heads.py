@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -13,12 +14,12 @@ from torch import Tensor, nn
 from detseg.config import NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
+from detseg.models.heads.base import ignore_boxes
 from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
 from detseg.models.preprocessor import rescale_instances
 from detseg.ops import (
     BalancedSampler,
     Matcher,
-    batched_nms,
     box_iou,
     class_weight_vector,
     class_weighted_cross_entropy,
@@ -26,6 +27,8 @@ from detseg.ops import (
     roi_pool,
     smooth_l1_loss,
 )
+from detseg.ops.matcher import ignore_near_regions
+from detseg.ops.postprocess import select_detections
 from detseg.registry import ROI_HEADS
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
@@ -166,15 +169,24 @@ class BoxPredictor(nn.Module):
         return self.cls_score(x), self.bbox_pred(x)
 
 
+@dataclass
+class RoITargets:
+    """The RoIs sampled for training, per image: ``rois[K_i, 4]`` xyxy (positives first),
+    ``labels[K_i]`` (background = ``num_classes``), ``box_targets[K_i, 4]`` encoded by the
+    box coder (zeros for background), and ``positive_gt`` (for each positive, the index of
+    its ground truth)."""
+
+    rois: list[Tensor]
+    labels: list[Tensor]
+    box_targets: list[Tensor]
+    positive_gt: list[Tensor]
+
+
 class RoISampler:
     """Fast R-CNN's RoI sampling: per image, proposals + ground truth, matched at
     ``iou_threshold``, sampled to ``batch_size_per_image`` with at most
-    ``positive_fraction`` foreground.
-
-    Returns, per image: RoI boxes (positives first), labels (background = ``num_classes``),
-    box targets encoded by ``box_coder`` (zeros for background), and for the positives the
-    index of their ground truth.
-    """
+    ``positive_fraction`` foreground. Proposals on a crowd region (``gt_ignore``) are
+    never sampled as background."""
 
     def __init__(self, num_classes: int, box_coder: BoxCoder, iou_threshold: float = 0.5,
                  batch_size_per_image: int = 512, positive_fraction: float = 0.25) -> None:
@@ -184,14 +196,14 @@ class RoISampler:
         self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
 
     @torch.no_grad()
-    def __call__(self, proposals: Sequence[Instances], samples: Sequence[DetSample]):
+    def __call__(self, proposals: Sequence[Instances], samples: Sequence[DetSample]) -> RoITargets:
         rois, labels, targets, positive_gt = [], [], [], []
         for props, sample in zip(proposals, samples):
             device = props.boxes.device
             gt = sample.gt.to(device)
             candidates = torch.cat([props.boxes.tensor, gt.boxes.tensor])
             match = self.matcher(box_iou(gt.boxes.tensor, candidates))
-            pos, neg = self.sampler(match.labels)
+            pos, neg = self.sampler(ignore_near_regions(match.labels, candidates, ignore_boxes(sample)))
             index = torch.cat([pos, neg])
             label = torch.full((len(index),), self.num_classes, dtype=torch.int64, device=device)
             matched = match.matched_gt[pos]
@@ -203,40 +215,25 @@ class RoISampler:
             labels.append(label)
             targets.append(target)
             positive_gt.append(matched)
-        return rois, labels, targets, positive_gt
+        return RoITargets(rois, labels, targets, positive_gt)
 
 
-def select_detections(boxes: Tensor, scores: Tensor, image_size: tuple[int, int], score_threshold: float,
-                      nms_threshold: float, top_k: int, candidates_per_class: int | None = None,
-                      min_box_size: float = 1e-3) -> Instances:
-    """Detections of one image from class-specific boxes.
+@dataclass
+class RoIHeadOutput:
+    """The RoI head's raw outputs for ``rois`` (per image ``[K_i, 4]`` xyxy):
+    ``class_logits[sum K_i, C + 1]`` (background last) and ``box_deltas[sum K_i, 4C]``.
 
-    Args:
-        boxes: ``[N, C, 4]`` xyxy per proposal and class, or ``[N, 4]`` one box per
-            prediction for all classes (clipped here to ``image_size``).
-        scores: ``[N, C]`` per proposal and class (background left out).
-        candidates_per_class: before NMS, keep only each class's best this many (dense
-            heads score thousands of boxes per class).
-        min_box_size: boxes (after clipping) not wider and taller than this are dropped.
+    Training adds the sampled ``targets`` and, with a mask branch, ``mask_logits`` of the
+    positives. ``maps`` are the pooled-from feature maps, which the mask branch reads again
+    for the final detections."""
 
-    Returns:
-        boxes scoring above ``score_threshold``, non-empty, per-class NMS at
-        ``nms_threshold``, the ``top_k`` best.
-    """
-    n = scores.shape[0]
-    keep = scores > score_threshold
-    if candidates_per_class is not None and n > candidates_per_class:
-        kth_best = scores.topk(candidates_per_class, dim=0).values[-1]
-        keep = keep & (scores >= kth_best)
-    box_index, flat_labels = keep.nonzero(as_tuple=True)
-    flat_scores = scores[box_index, flat_labels]
-    # one box per prediction (dense heads) or one per prediction and class (RoI heads)
-    flat_boxes = boxes[box_index] if boxes.dim() == 2 else boxes[box_index, flat_labels]
-    flat_boxes = Boxes(flat_boxes).clip(image_size).tensor
-    nonempty = Boxes(flat_boxes).nonempty(min_box_size)
-    flat_boxes, flat_scores, flat_labels = flat_boxes[nonempty], flat_scores[nonempty], flat_labels[nonempty]
-    keep = batched_nms(flat_boxes, flat_scores, flat_labels, nms_threshold)[:top_k]
-    return Instances(Boxes(flat_boxes[keep]), flat_labels[keep], image_size, scores=flat_scores[keep])
+    rois: list[Tensor]
+    image_sizes: list[tuple[int, int]]
+    class_logits: Tensor
+    box_deltas: Tensor
+    maps: list[Tensor]
+    targets: RoITargets | None = None
+    mask_logits: Tensor | None = None
 
 
 @ROI_HEADS.register("standard")
@@ -329,58 +326,66 @@ class StandardRoIHead(nn.Module):
                                     aligned=aligned)
             self.mask_branch = MaskBranch(channels, mask_pooler, num_classes, mask_cfg)
 
-    def _head(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor]:
-        pooled = self.pooler([features[n] for n in self.in_features], boxes)
-        return self.box_predictor(self.box_head(pooled))
+    def forward(self, features: dict[str, Tensor], proposals: Sequence[Instances],
+                samples: Sequence[DetSample] | None = None) -> RoIHeadOutput:
+        """Score and refine ``proposals``; given the ``samples`` (training), first sample RoIs
+        among proposals + ground truth (:class:`RoISampler`)."""
+        maps = [features[n] for n in self.in_features]
+        targets = mask_logits = None
+        if samples is None:
+            rois = [p.boxes.tensor for p in proposals]
+        else:
+            targets = self.roi_sampler(proposals, samples)
+            rois = targets.rois
+        class_logits, deltas = self.box_predictor(self.box_head(self.pooler(maps, rois)))
+        if samples is not None and self.mask_branch is not None:
+            positives = [r[: len(m)] for r, m in zip(rois, targets.positive_gt)]
+            if sum(len(p) for p in positives):
+                mask_logits = self.mask_branch.logits(maps, positives)
+        return RoIHeadOutput(rois, [p.image_size for p in proposals], class_logits, deltas, maps, targets,
+                             mask_logits)
 
-    def loss(self, features: dict[str, Tensor], proposals: Sequence[Instances],
-             samples: Sequence[DetSample]) -> dict[str, Tensor]:
-        """Sample RoIs among proposals + ground truth, then CE + smooth-L1 on them (and the
-        mask loss on the positives when there is a mask branch)."""
-        rois, labels, targets, positive_gt = self.sample_rois(proposals, samples)
-        class_logits, deltas = self._head(features, rois)
-        all_labels, targets = torch.cat(labels), torch.cat(targets)
-        loss_cls = class_weighted_cross_entropy(class_logits, all_labels, self.class_weights, ignore_index=-100)
+    def loss(self, raw: RoIHeadOutput, samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        """CE + smooth-L1 on the sampled RoIs (and the mask loss on the positives when there
+        is a mask branch)."""
+        t = raw.targets
+        all_labels, targets = torch.cat(t.labels), torch.cat(t.box_targets)
+        loss_cls = class_weighted_cross_entropy(raw.class_logits, all_labels, self.class_weights, ignore_index=-100)
         foreground = torch.nonzero(all_labels < self.num_classes).flatten()
-        deltas = deltas.view(len(deltas), self.num_classes, 4)[foreground, all_labels[foreground]]
+        deltas = raw.box_deltas.view(len(raw.box_deltas), self.num_classes, 4)[foreground, all_labels[foreground]]
         loss_box = smooth_l1_loss(deltas, targets[foreground], beta=self.smooth_l1_beta, reduction="sum")
         losses = {"loss_cls": loss_cls, "loss_box": loss_box / max(all_labels.numel(), 1)}
         if self.mask_branch is not None:
-            positives = [len(m) for m in positive_gt]
+            positives = [len(m) for m in t.positive_gt]
             losses["loss_mask"] = self.mask_branch.loss(
-                [features[n] for n in self.in_features],
-                [r[:k] for r, k in zip(rois, positives)], [lab[:k] for lab, k in zip(labels, positives)],
-                positive_gt, [s.gt.masks for s in samples])
+                raw.mask_logits, [r[:k] for r, k in zip(t.rois, positives)],
+                [lab[:k] for lab, k in zip(t.labels, positives)], t.positive_gt, [s.gt.masks for s in samples])
         return losses
 
-    def sample_rois(self, proposals: Sequence[Instances], samples: Sequence[DetSample]):
-        """See :class:`RoISampler`."""
-        return self.roi_sampler(proposals, samples)
-
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], proposals: Sequence[Instances],
+    def predict(self, raw: RoIHeadOutput, samples: Sequence[DetSample],
                 output_sizes: Sequence[tuple[int, int]] | None = None) -> list[Instances]:
         """Decode class-specific boxes, threshold, per-class NMS, keep the top k.
 
         ``output_sizes``: per image, the size to return the detections at (the original
         image's), boxes scaled and masks pasted there; default: the proposals' size."""
-        boxes = [p.boxes.tensor for p in proposals]
-        class_logits, deltas = self._head(features, boxes)
-        scores = class_logits.softmax(-1)[:, : self.num_classes]
+        boxes = raw.rois
+        scores = raw.class_logits.softmax(-1)[:, : self.num_classes]
+        deltas = raw.box_deltas
         decoded = self.box_coder.decode(deltas, torch.cat(boxes)) if len(deltas) else deltas
-        if len(proposals) == 1:  # no split by image, whose sizes a traced export would freeze
+        if len(boxes) == 1:  # no split by image, whose sizes a traced export would freeze
             per_image = [(decoded, scores)]
         else:
-            sizes = [len(p) for p in proposals]
+            sizes = [len(b) for b in boxes]
             per_image = list(zip(decoded.split(sizes), scores.split(sizes)))
         results = []
-        for props, (image_boxes, image_scores) in zip(proposals, per_image):
+        for image_size, (image_boxes, image_scores) in zip(raw.image_sizes, per_image):
             results.append(select_detections(image_boxes.reshape(-1, self.num_classes, 4), image_scores,
-                                             props.image_size, self.score_threshold, self.nms_threshold,
+                                             image_size, self.score_threshold, self.nms_threshold,
                                              self.detections_per_image, min_box_size=self.min_box_size))
         output = results
         if output_sizes is not None:
             output = [rescale_instances(r, size) for r, size in zip(results, output_sizes)]
         if self.mask_branch is not None:
-            output = self.mask_branch.predict([features[n] for n in self.in_features], results, output=output)
+            output = self.mask_branch.predict(raw.maps, results, output=output)
         return output

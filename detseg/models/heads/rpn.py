@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
-from detseg.models.preprocessor import ImageBatch
+from detseg.models.heads.base import ProposalSource, ignore_boxes
 from detseg.ops import (
     AnchorGenerator,
     BalancedSampler,
@@ -20,21 +21,19 @@ from detseg.ops import (
     box_iou,
     smooth_l1_loss,
 )
-from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE
+from detseg.ops.matcher import IGNORE, NEGATIVE, POSITIVE, ignore_near_regions
 from detseg.registry import PROPOSAL_SOURCES
 from detseg.structures import BoxCoder, Boxes, DetSample, Instances
 
 
-class ProposalSource(nn.Module):
-    """``(batch, features, samples) -> (list[Instances] proposals, dict of losses)``.
+@dataclass
+class RPNOutput:
+    """Per level: ``objectness[N, H*W*A]`` logits, ``deltas[N, H*W*A, 4]`` and the
+    ``anchors[H*W*A, 4]`` (xyxy input pixels) they refine, in (row, column, anchor) order."""
 
-    Proposals are boxes in the batch's (transformed, unpadded) image coordinates with
-    objectness ``scores``; losses are empty for sources that do not learn.
-    """
-
-    def forward(self, batch: ImageBatch, features: dict[str, Tensor], samples: Sequence[DetSample],
-                with_loss: bool) -> tuple[list[Instances], dict[str, Tensor]]:
-        raise NotImplementedError
+    objectness: list[Tensor]
+    deltas: list[Tensor]
+    anchors: list[Tensor]
 
 
 @PROPOSAL_SOURCES.register("rpn")
@@ -114,7 +113,7 @@ class RPN(ProposalSource):
         self.min_size = min_size
         self.smooth_l1_beta = smooth_l1_beta
 
-    def forward(self, batch, features, samples, with_loss):
+    def forward(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> RPNOutput:
         maps = [features[n] for n in self.in_features]
         objectness, deltas = [], []
         for x in maps:
@@ -125,13 +124,16 @@ class RPN(ProposalSource):
             deltas.append(self.deltas(t).view(b, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4))
         strides = self.strides
         if self.strides_from_image:
-            height, width = batch.tensor.shape[-2:]
+            height, width = image_size
             strides = [(height // m.shape[-2], width // m.shape[-1]) for m in maps]
         anchors = self.anchor_generator([m.shape[-2:] for m in maps], strides, device=maps[0].device)
-        proposals = self._proposals(anchors, objectness, deltas, batch.image_sizes, training=with_loss)
-        losses = self._losses(torch.cat(anchors), torch.cat(objectness, 1), torch.cat(deltas, 1), samples) \
-            if with_loss else {}
-        return proposals, losses
+        return RPNOutput(objectness, deltas, anchors)
+
+    def predict(self, raw: RPNOutput, samples: Sequence[DetSample], training: bool = False) -> list[Instances]:
+        return self._proposals(raw.anchors, raw.objectness, raw.deltas, [s.image_size for s in samples], training)
+
+    def loss(self, raw: RPNOutput, samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        return self._losses(torch.cat(raw.anchors), torch.cat(raw.objectness, 1), torch.cat(raw.deltas, 1), samples)
 
     @torch.no_grad()
     def _proposals(self, anchors, objectness, deltas, image_sizes, training):
@@ -159,10 +161,7 @@ class RPN(ProposalSource):
         for sample in samples:
             gt = sample.gt.boxes.tensor.to(anchors.device)
             match = self.matcher(box_iou(gt, anchors))
-            label = match.labels.clone()
-            if sample.gt_ignore is not None and len(sample.gt_ignore):
-                near_ignored = box_iou(sample.gt_ignore.boxes.tensor.to(anchors.device), anchors).amax(0) >= 0.5
-                label[(label == NEGATIVE) & near_ignored] = IGNORE
+            label = ignore_near_regions(match.labels, anchors, ignore_boxes(sample))
             pos, neg = self.sampler(label)
             sampled = torch.full_like(label, IGNORE)
             sampled[pos], sampled[neg] = POSITIVE, NEGATIVE

@@ -23,6 +23,7 @@ depthwise convolution with BatchNorm and ReLU6, then a 1x1 convolution (``separa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
@@ -33,18 +34,30 @@ from torchvision.ops import Conv2dNormActivation
 
 from detseg.config import PositiveFloat, PositiveInt, UnitInterval
 from detseg.models.backbones.base import FeatureSpec, select_features
-from detseg.models.heads.roi_heads import select_detections
+from detseg.models.heads.base import DenseHead, ignore_boxes
 from detseg.ops import Matcher, box_iou, class_weight_vector, smooth_l1_loss
 from detseg.ops.default_boxes import DefaultBoxGenerator
-from detseg.ops.matcher import POSITIVE
+from detseg.ops.matcher import IGNORE, POSITIVE, ignore_near_regions
+from detseg.ops.postprocess import select_detections
 from detseg.ops.sampler import hard_negative_mining
 from detseg.registry import DENSE_HEADS
-from detseg.structures import Instances
+from detseg.structures import DetSample, Instances
 from detseg.structures.box_coder import BoxCoder
 
 
+@dataclass
+class SSDOutput:
+    """``class_logits[N, P, C + 1]`` (background last) and ``box_offsets[N, P, 4]`` of the
+    ``priors[P, 4]`` (xyxy input pixels) laid on an input of ``image_size``."""
+
+    class_logits: Tensor
+    box_offsets: Tensor
+    priors: Tensor
+    image_size: tuple[int, int]
+
+
 @DENSE_HEADS.register("ssd")
-class SSDHead(nn.Module):
+class SSDHead(DenseHead):
     """Class scores and box offsets for every default box of every map.
 
     Args:
@@ -119,9 +132,8 @@ class SSDHead(nn.Module):
         self.register_buffer("class_weights", class_weight_vector(class_weights, num_classes, "ssd head"),
                              persistent=False)
 
-    def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
-        """-> class logits ``[N, P, C + 1]``, offsets ``[N, P, 4]`` and the map sizes, with
-        the P default boxes ordered (map, row, column, box)."""
+    def forward(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> SSDOutput:
+        """Scores and offsets of every default box, ordered (map, row, column, box)."""
         logits, offsets, sizes = [], [], []
         for name, classifier, regressor in zip(self.in_features, self.classifiers, self.regressors):
             x = features[name]
@@ -129,28 +141,30 @@ class SSDHead(nn.Module):
             logits.append(classifier(x).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
             offsets.append(regressor(x).permute(0, 2, 3, 1).reshape(n, -1, 4))
             sizes.append(tuple(x.shape[-2:]))
-        return torch.cat(logits, 1), torch.cat(offsets, 1), sizes
+        priors = self.default_boxes(sizes, image_size, logits[0].device)
+        return SSDOutput(torch.cat(logits, 1), torch.cat(offsets, 1), priors, image_size)
 
-    def loss(self, features: dict[str, Tensor], gt: Sequence[Instances], image_size: tuple[int, int]):
-        logits, offsets, sizes = self(features)
-        priors = self.default_boxes(sizes, image_size, logits.device)
-        labels, box_targets = [], []
-        for g in gt:
+    def loss(self, raw: SSDOutput, samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        logits, offsets, priors = raw.class_logits, raw.box_offsets, raw.priors
+        labels, box_targets, ignored = [], [], []
+        for sample in samples:
+            g = sample.gt
             match = self.matcher(box_iou(g.boxes.tensor.to(priors), priors))
             positive = match.labels == POSITIVE
             label = torch.full((len(priors),), self.num_classes, dtype=torch.int64, device=priors.device)
             label[positive] = g.labels.to(priors.device)[match.matched_gt[positive]]
             labels.append(label)
+            ignored.append(ignore_near_regions(match.labels, priors, ignore_boxes(sample)) == IGNORE)
             matched = g.boxes.tensor.to(priors)[match.matched_gt] if len(g) else priors
             box_targets.append(self.box_coder.encode(priors, matched))
-        labels, box_targets = torch.stack(labels), torch.stack(box_targets)
+        labels, box_targets, ignored = torch.stack(labels), torch.stack(box_targets), torch.stack(ignored)
         positive = labels < self.num_classes
         num_positive = max(int(positive.sum()), 1)
 
         ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
         background_loss = ce.detach().masked_fill(positive, 0.0)  # CE against background = CE of negatives
         negatives = hard_negative_mining(background_loss, positive, self.neg_pos_ratio,
-                                         min_negatives=int(self.neg_pos_ratio))
+                                         min_negatives=int(self.neg_pos_ratio), ignored=ignored)
         if self.class_weights is not None:  # after the mining, which ranks background terms only
             ce = ce * self.class_weights.to(ce)[labels]
         loss_cls = ce[positive | negatives].sum() / num_positive
@@ -158,15 +172,13 @@ class SSDHead(nn.Module):
         return {"loss_cls": loss_cls, "loss_box": loss_box}
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> list[Instances]:
-        logits, offsets, sizes = self(features)
-        priors = self.default_boxes(sizes, image_size, logits.device)
-        scores = logits.softmax(-1)[..., : self.num_classes]
+    def predict(self, raw: SSDOutput, samples: Sequence[DetSample]) -> list[Instances]:
+        scores = raw.class_logits.softmax(-1)[..., : self.num_classes]
         return [
-            select_detections(self.box_coder.decode(offsets[i], priors), scores[i], image_size,
+            select_detections(self.box_coder.decode(raw.box_offsets[i], raw.priors), scores[i], raw.image_size,
                               self.score_threshold, self.nms_threshold, self.detections_per_image,
                               self.candidates_per_class)
-            for i in range(len(logits))
+            for i in range(len(scores))
         ]
 
 
@@ -182,4 +194,4 @@ def _predictor(in_channels: int, out_channels: int, separable: bool) -> nn.Modul
     )
 
 
-__all__ = ["SSDHead"]
+__all__ = ["SSDHead", "SSDOutput"]

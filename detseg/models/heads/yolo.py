@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -39,11 +40,13 @@ from torch import Tensor, nn
 from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
-from detseg.models.heads.roi_heads import select_detections
+from detseg.models.heads.base import DenseHead, ignore_boxes
 from detseg.ops import box_iou, class_weight_vector
 from detseg.ops.kmeans_anchors import shape_iou
+from detseg.ops.matcher import near_ignore_regions
+from detseg.ops.postprocess import select_detections
 from detseg.registry import DENSE_HEADS
-from detseg.structures import Instances
+from detseg.structures import DetSample, Instances
 
 MAX_LOG_SCALE = math.log(1000.0 / 16)  # exp clamp: a box at most 62.5x its anchor
 
@@ -53,8 +56,18 @@ def conv_bn_leaky(in_channels: int, out_channels: int) -> nn.Sequential:
                          nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.1, inplace=True))
 
 
+@dataclass
+class YoloOutput:
+    """Per map ``k``: ``maps[k]`` the raw outputs ``[N, A, H, W, 5 + C]`` and ``boxes[k]``
+    their decoded boxes ``[N, A, H, W, 4]`` (xyxy pixels of an input of ``image_size``)."""
+
+    maps: list[Tensor]
+    boxes: list[Tensor]
+    image_size: tuple[int, int]
+
+
 @DENSE_HEADS.register("yolo")
-class YoloHead(nn.Module):
+class YoloHead(DenseHead):
     """Per scale: 3x3 conv-BN-LeakyReLU then a 1x1 conv to ``A * (5 + C)`` outputs.
 
     Args:
@@ -133,14 +146,14 @@ class YoloHead(nn.Module):
         self.candidates_per_class = candidates_per_class
         self.detections_per_image = detections_per_image
 
-    def forward(self, features: dict[str, Tensor]) -> list[Tensor]:
-        """Raw outputs per map, ``[N, A, H, W, 5 + C]``."""
-        out = []
+    def forward(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> YoloOutput:
+        """Raw outputs per map and the boxes they decode to."""
+        maps = []
         for name, layer, level_anchors in zip(self.in_features, self.layers, self.anchors):
             x = layer(features[name])
             n, _, h, w = x.shape
-            out.append(x.view(n, len(level_anchors), self.outputs, h, w).permute(0, 1, 3, 4, 2))
-        return out
+            maps.append(x.view(n, len(level_anchors), self.outputs, h, w).permute(0, 1, 3, 4, 2))
+        return YoloOutput(maps, [self.decode(r, k) for k, r in enumerate(maps)], image_size)
 
     def decode(self, raw: Tensor, level: int) -> Tensor:
         """Boxes ``[N, A, H, W, 4]`` xyxy input pixels from one map's raw outputs."""
@@ -173,38 +186,41 @@ class YoloHead(nn.Module):
             out.append((level, b - int(first[level]), row, col))
         return out
 
-    def loss(self, features: dict[str, Tensor], gt: Sequence[Instances], image_size: tuple[int, int]):
-        raw = self(features)
-        sizes = [tuple(r.shape[2:4]) for r in raw]
-        decoded = [self.decode(r, k) for k, r in enumerate(raw)]
-        positive = [torch.zeros(r.shape[:4], dtype=torch.bool, device=r.device) for r in raw]
+    def loss(self, raw: YoloOutput, samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        maps, decoded, image_size = raw.maps, raw.boxes, raw.image_size
+        sizes = [tuple(r.shape[2:4]) for r in maps]
+        positive = [torch.zeros(r.shape[:4], dtype=torch.bool, device=r.device) for r in maps]
         ignore = [torch.zeros_like(p) for p in positive]
         pred_raw, pred_box, target_box, target_label, where = [], [], [], [], []
-        for n, g in enumerate(gt):
-            boxes = g.boxes.tensor.to(raw[0].device).float()
+        for n, sample in enumerate(samples):
+            crowd = ignore_boxes(sample)
+            if crowd is not None and len(crowd):  # predictions on a crowd region are not background
+                for k, d in enumerate(decoded):
+                    ignore[k][n] |= near_ignore_regions(d[n].detach().reshape(-1, 4), crowd).view_as(ignore[k][n])
+            boxes = sample.gt.boxes.tensor.to(maps[0].device).float()
             if len(boxes) == 0:
                 continue
             with torch.no_grad():  # good boxes that are not the chosen ones keep quiet
                 for k, d in enumerate(decoded):
-                    ignore[k][n] = box_iou(d[n].reshape(-1, 4), boxes).max(1).values.view_as(ignore[k][n]) \
+                    ignore[k][n] |= box_iou(d[n].reshape(-1, 4), boxes).max(1).values.view_as(ignore[k][n]) \
                         > self.ignore_threshold
-            for (k, a, i, j), box, label in zip(self.assign(boxes, sizes), boxes, g.labels.tolist()):
+            for (k, a, i, j), box, label in zip(self.assign(boxes, sizes), boxes, sample.gt.labels.tolist()):
                 if positive[k][n, a, i, j]:
                     continue  # two objects on one anchor and cell: the first keeps it
                 positive[k][n, a, i, j] = True
-                pred_raw.append(raw[k][n, a, i, j])
+                pred_raw.append(maps[k][n, a, i, j])
                 pred_box.append(decoded[k][n, a, i, j])
                 target_box.append(box)
                 target_label.append(label)
                 where.append((k, a, i, j))
         num_positive = max(len(pred_raw), 1)
-        objectness = torch.cat([r[..., 4].flatten() for r in raw])
+        objectness = torch.cat([r[..., 4].flatten() for r in maps])
         is_positive = torch.cat([p.flatten() for p in positive])
         counted = is_positive | ~torch.cat([i.flatten() for i in ignore])
         loss_obj = F.binary_cross_entropy_with_logits(
             objectness[counted], is_positive[counted].to(objectness.dtype), reduction="sum") / num_positive
         if not pred_raw:
-            zero = sum(r.sum() for r in raw) * 0.0
+            zero = sum(r.sum() for r in maps) * 0.0
             return {"loss_box": zero, "loss_obj": self.lambda_obj * loss_obj, "loss_cls": zero}
         pred_raw, pred_box = torch.stack(pred_raw), torch.stack(pred_box)
         labels = torch.tensor(target_label, device=pred_raw.device)
@@ -237,18 +253,17 @@ class YoloHead(nn.Module):
         return weight * error
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> list[Instances]:
-        raw = self(features)
-        n = raw[0].shape[0]
-        boxes = torch.cat([self.decode(r, k).reshape(n, -1, 4) for k, r in enumerate(raw)], 1)
-        flat = torch.cat([r.reshape(n, -1, self.outputs) for r in raw], 1)
+    def predict(self, raw: YoloOutput, samples: Sequence[DetSample]) -> list[Instances]:
+        n = raw.maps[0].shape[0]
+        boxes = torch.cat([b.reshape(n, -1, 4) for b in raw.boxes], 1)
+        flat = torch.cat([r.reshape(n, -1, self.outputs) for r in raw.maps], 1)
         class_prob = flat[..., 5:].sigmoid() if self.class_loss == "bce" else flat[..., 5:].softmax(-1)
         scores = flat[..., 4:5].sigmoid() * class_prob
         return [
-            select_detections(boxes[i], scores[i], image_size, self.score_threshold, self.nms_threshold,
+            select_detections(boxes[i], scores[i], raw.image_size, self.score_threshold, self.nms_threshold,
                               self.detections_per_image, self.candidates_per_class)
             for i in range(n)
         ]
 
 
-__all__ = ["YoloHead"]
+__all__ = ["YoloHead", "YoloOutput"]

@@ -34,10 +34,12 @@ from torch import Tensor, nn
 from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features
-from detseg.models.heads.roi_heads import select_detections
+from detseg.models.heads.base import DenseHead, ignore_boxes
 from detseg.ops import aligned_box_iou, class_weight_vector
+from detseg.ops.matcher import near_ignore_regions
+from detseg.ops.postprocess import select_detections
 from detseg.registry import DENSE_HEADS
-from detseg.structures import Instances
+from detseg.structures import DetSample, Instances
 
 
 @dataclass
@@ -95,7 +97,7 @@ def decode_grid_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
 
 def yolo_v1_loss(predictions: Tensor, targets: Sequence[GridTargets], image_size: tuple[int, int],
                  boxes_per_cell: int, lambda_coord: float = 5.0, lambda_noobj: float = 0.5,
-                 class_weights: Tensor | None = None) -> dict[str, Tensor]:
+                 class_weights: Tensor | None = None, ignored: Tensor | None = None) -> dict[str, Tensor]:
     """The four loss terms of the module docstring, averaged over the batch.
 
     Args:
@@ -104,6 +106,7 @@ def yolo_v1_loss(predictions: Tensor, targets: Sequence[GridTargets], image_size
         image_size: ``(height, width)`` of the (resized) input all boxes refer to.
         class_weights: ``[C + 1]`` (see :func:`~detseg.ops.losses.class_weight_vector`): a
             cell's class term is multiplied by the weight of its object's class.
+        ignored: ``bool[N, S, S, B]`` predictors on crowd regions: no ``loss_noobj``.
     """
     n, s, _, _ = predictions.shape
     b = boxes_per_cell
@@ -124,7 +127,8 @@ def yolo_v1_loss(predictions: Tensor, targets: Sequence[GridTargets], image_size
     coord = (pred_box - target_box[..., None, :]).pow(2).sum(-1)
     loss_coord = lambda_coord * coord[responsible].sum()
     loss_obj = (pred_conf - iou)[responsible].pow(2).sum()
-    loss_noobj = lambda_noobj * pred_conf[~responsible].pow(2).sum()
+    quiet = ~responsible if ignored is None else ~responsible & ~ignored.to(device)
+    loss_noobj = lambda_noobj * pred_conf[quiet].pow(2).sum()
     class_terms = (pred_cls - target_cls).pow(2).sum(-1)
     if class_weights is not None:
         class_terms = class_terms * (target_cls * class_weights[:-1].to(target_cls)).sum(-1)
@@ -133,8 +137,16 @@ def yolo_v1_loss(predictions: Tensor, targets: Sequence[GridTargets], image_size
             "loss_cls": loss_cls / n}
 
 
+@dataclass
+class YoloV1Output:
+    """``grid[N, S, S, B * 5 + C]`` after the output activations, for an input of ``image_size``."""
+
+    grid: Tensor
+    image_size: tuple[int, int]
+
+
 @DENSE_HEADS.register("yolo_v1")
-class YoloV1Head(nn.Module):
+class YoloV1Head(DenseHead):
     """The S x S x (B * 5 + C) predictor on one feature map.
 
     Args:
@@ -207,23 +219,29 @@ class YoloV1Head(nn.Module):
         self.nms_threshold = nms_threshold
         self.detections_per_image = detections_per_image
 
-    def forward(self, features: dict[str, Tensor]) -> Tensor:
-        """-> ``[N, S, S, B * 5 + C]`` after the output activations."""
+    def forward(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> YoloV1Output:
         x = self.layers(features[self.in_feature])
         s = self.grid_size
         x = x.view(-1, s, s, self.outputs_per_cell) if self.head_type == "fc" else x.permute(0, 2, 3, 1)
         b5 = 5 * self.boxes_per_cell
-        return torch.cat([x[..., :b5].sigmoid(), x[..., b5:].softmax(-1)], dim=-1)
+        return YoloV1Output(torch.cat([x[..., :b5].sigmoid(), x[..., b5:].softmax(-1)], dim=-1), image_size)
 
-    def loss(self, features: dict[str, Tensor], gt: Sequence[Instances], image_size: tuple[int, int]):
-        targets = [build_grid_targets(g.boxes.tensor, g.labels, image_size, self.grid_size, self.num_classes)
-                   for g in gt]
-        return yolo_v1_loss(self(features), targets, image_size, self.boxes_per_cell, self.lambda_coord,
-                            self.lambda_noobj, self.class_weights)
+    def loss(self, raw: YoloV1Output, samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        image_size, grid = raw.image_size, raw.grid
+        targets = [build_grid_targets(s.gt.boxes.tensor, s.gt.labels, image_size, self.grid_size, self.num_classes)
+                   for s in samples]
+        ignored = None
+        if any(ignore_boxes(s) is not None for s in samples):  # predictors on crowd regions
+            n, size, b = len(samples), self.grid_size, self.boxes_per_cell
+            boxes = decode_grid_boxes(grid[..., : 5 * b].detach().reshape(n, size, size, b, 5)[..., :4], image_size)
+            ignored = torch.stack([near_ignore_regions(boxes[i].reshape(-1, 4), ignore_boxes(s)).view(size, size, b)
+                                   for i, s in enumerate(samples)])
+        return yolo_v1_loss(grid, targets, image_size, self.boxes_per_cell, self.lambda_coord,
+                            self.lambda_noobj, self.class_weights, ignored)
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_size: tuple[int, int]) -> list[Instances]:
-        out = self(features)
+    def predict(self, raw: YoloV1Output, samples: Sequence[DetSample]) -> list[Instances]:
+        out, image_size = raw.grid, raw.image_size
         n, s = out.shape[:2]
         b = self.boxes_per_cell
         per_box = out[..., : 5 * b].reshape(n, s, s, b, 5)
@@ -237,4 +255,4 @@ class YoloV1Head(nn.Module):
         ]
 
 
-__all__ = ["GridTargets", "YoloV1Head", "build_grid_targets", "decode_grid_boxes", "yolo_v1_loss"]
+__all__ = ["GridTargets", "YoloV1Head", "YoloV1Output", "build_grid_targets", "decode_grid_boxes", "yolo_v1_loss"]

@@ -2,8 +2,5 @@
 
 from detseg.models.necks.fpn import FPN, Neck
 from detseg.models.necks.pan import PAN
-from detseg.registry import NECKS
-
-NECKS.base = Neck
 
 __all__ = ["FPN", "PAN", "Neck"]

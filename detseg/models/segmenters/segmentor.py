@@ -14,7 +14,7 @@ from detseg.config import Component, NonNegativeFloat, PositiveInt, build
 from detseg.constants import IGNORE_INDEX
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone
-from detseg.models.base import Model
+from detseg.models.base import Segmenter
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from detseg.models.segmenters.base import SegDecoder
 from detseg.ops import cross_entropy, soft_dice_loss
@@ -31,7 +31,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return [*starts, length - window]
 
 
-class Segmentor(Model):
+class Segmentor(Segmenter):
     """``loss(samples) -> {loss_seg[, loss_dice]}``; ``predict(samples) -> list[int64[H, W]]``
     at each sample's original size.
 
@@ -47,8 +47,6 @@ class Segmentor(Model):
             image); logits of overlapping windows are averaged.
         window_stride: step between windows (default: ``window * 2 / 3``).
     """
-
-    task = "segmentation"
 
     def __init__(self, preprocessor: Preprocessor, backbone: Backbone, decoder: SegDecoder,
                  num_classes: int, dice_weight: float = 0.0, class_weights: Sequence[float] | None = None,
@@ -70,6 +68,9 @@ class Segmentor(Model):
         self.window = window
         self.window_stride = window_stride or (window * 2 // 3 if window else None)
 
+    @property
+    def any_input_size(self) -> bool:
+        return not self.window  # the sliding-window grid is laid out for one size
     def forward_tensor(self, x: Tensor) -> Tensor:
         """Logits ``[B, C, H, W]`` of normalised images ``[B, 3, H, W]`` (H, W multiples of
         ``preprocessor.size_divisibility``)."""
