@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
 from detseg.data.formats import coco, voc
 from detseg.data.formats.entries import Annotation, ImageEntry, LabeledSet
 from detseg.data.record import ImageRecord
+from detseg.progress import progress
 from detseg.structures.masks import mask_to_rle
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def record_entry(record: ImageRecord, file_name: str, name: str | None = None, p
 def _entries(dataset: DetectionDataset, desc: str, names) -> LabeledSet:
     """Every record of ``dataset`` as an entry; ``names(record)`` gives ``(file_name, name)``."""
     entries = []
-    for index in tqdm(range(len(dataset)), desc=desc, unit="img", leave=False):
+    for index in progress(range(len(dataset)), desc=desc, unit="img", leave=False):
         record = dataset.load(index)
         entries.append(record_entry(record, *names(record)))
     return LabeledSet(list(dataset.class_names), entries, category_ids=list(dataset.category_ids))

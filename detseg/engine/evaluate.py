@@ -6,13 +6,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm import tqdm
 
 from detseg.data import DetectionDataset
 from detseg.engine.distributed import all_gather_objects, dist_info
 from detseg.engine.loaders import evaluation_loader
 from detseg.errors import ConfigError
 from detseg.models.base import Segmenter
+from detseg.progress import progress as progress_bar
 
 
 def this_process_share(dataset: DetectionDataset) -> Dataset:
@@ -43,7 +43,7 @@ def evaluate(
     model.eval()
     evaluator.reset()
     loader = evaluation_loader(this_process_share(dataset), batch_size, num_workers)
-    for samples in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
+    for samples in progress_bar(loader, desc="eval", unit="batch", leave=False, disable=not progress):
         predictions = model.predict([s.to(device) for s in samples])
         if isinstance(model, Segmenter):
             targets = []

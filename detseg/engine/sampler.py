@@ -9,7 +9,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Sampler
-from tqdm import tqdm
+
+from detseg.progress import progress as progress_bar
 
 
 def repeat_factors(labels_per_image: Sequence[np.ndarray], threshold: float) -> np.ndarray:
@@ -41,7 +42,7 @@ def aspect_ratio_groups(sizes: Sequence[tuple[int, int]]) -> np.ndarray:
 def read_summaries(dataset, progress: bool = True) -> list:
     """:meth:`~detseg.data.base.DetectionDataset.summary` of every image (with a progress
     bar, since data sets without annotation files read each image for it)."""
-    return [dataset.summary(i) for i in tqdm(range(len(dataset)), desc="reading labels for sampling",
+    return [dataset.summary(i) for i in progress_bar(range(len(dataset)), desc="reading labels for sampling",
                                              disable=not progress, leave=False)]
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from detseg.config import to_plain
 from detseg.data import DetectionDataset, LoaderConfig
@@ -44,6 +43,7 @@ from detseg.engine.runtime import (
 from detseg.engine.train_config import TrainConfig, TrainingError
 from detseg.errors import ConfigError
 from detseg.models.base import Segmenter, task_name
+from detseg.progress import progress
 
 
 class Trainer:
@@ -211,8 +211,8 @@ class Trainer:
         """
         self.log = RunLog(self.run_dir, enabled=self.dist.is_main)
         end = self.cfg.max_iters if stop_at is None else min(stop_at, self.cfg.max_iters)
-        bar = tqdm(total=self.cfg.max_iters, initial=self.iteration, desc="train", unit="it",
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = progress(total=self.cfg.max_iters, initial=self.iteration, desc="train", unit="it",
+                       disable=not self.progress)
         metrics: dict[str, float] = {}
         try:
             self.model.train()

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from detseg.constants import IGNORE_INDEX
 from detseg.data.coco import load_coco_json
@@ -22,6 +21,7 @@ from detseg.evaluation.coco import CocoEvaluator
 from detseg.evaluation.results import load_results
 from detseg.evaluation.segmentation import SegmentationEvaluator
 from detseg.evaluation.voc import VocEvaluator
+from detseg.progress import progress
 
 
 def load_ground_truth(gt: str | Path, split: str = "val", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def evaluate_mask_folders(
         evaluator = SegmentationEvaluator(num_classes, class_names, ignore_index)
     except ValueError as exc:  # num_classes < 1, or class names that do not match it
         raise ConfigError(f"--num-classes {num_classes} / --class-names: {exc}") from None
-    for name in tqdm(gt_files, desc="masks", unit="img", leave=False):
+    for name in progress(gt_files, desc="masks", unit="img", leave=False):
         target = read_label_map(gt_files[name])
         pred = read_label_map(pred_files[name])
         if pred.shape != target.shape:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from detseg.data.base import DetectionDataset
+from detseg.progress import progress as progress_bar
 from detseg.proposals.files import ProposalSet
 from detseg.proposals.selective_search import SelectiveSearch
 
@@ -63,8 +63,8 @@ def generate_proposals(
     cache_dir.mkdir(parents=True, exist_ok=True)
     ids = image_ids
     todo = [i for i, image_id in enumerate(ids) if not _cache_path(cache_dir, image_id).is_file()]
-    bar = tqdm(total=len(ids), initial=len(ids) - len(todo), desc="selective search", unit="img",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(ids), initial=len(ids) - len(todo), desc="selective search", unit="img",
+                       disable=not progress)
     if workers > 1 and len(todo) > 1:
         context = multiprocessing.get_context("fork")
         with context.Pool(workers, initializer=_init_worker, initargs=(dataset, search, cache_dir)) as pool:
