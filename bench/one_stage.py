@@ -58,7 +58,7 @@ def ssd300_vs_torchvision(images: int):
     from detseg.structures import DetSample
 
     node = to_plain(load_config(ROOT / "configs/model/ssd300_vgg16.yaml", [
-        "head.num_classes=90", "head.scales=[0.07,0.15,0.33,0.51,0.69,0.87,1.05]"]))
+        "num_classes=90", "head.scales=[0.07,0.15,0.33,0.51,0.69,0.87,1.05]"]))
     from detseg.models import build_model
 
     torch.manual_seed(0)

@@ -69,7 +69,9 @@ def detseg_model(family: str, kind: str, score_thresh: float, init: str = ""):
     from detseg.config import load_config, to_plain
     from detseg.models import build_model
 
-    overrides = [f"roi_head.score_threshold={score_thresh}"] + ([f"init_from={init}"] if init else [])
+    # COCO's 80 classes as torchvision's models here (81 with background); the shapes' 3 for tiny
+    overrides = [f"num_classes={3 if kind == 'tiny' else 80}", f"roi_head.score_threshold={score_thresh}"] + (
+        [f"init_from={init}"] if init else [])
     return build_model(to_plain(load_config(ROOT / "configs/model" / f"{family}_rcnn_{kind}.yaml", overrides)))
 
 

@@ -82,7 +82,8 @@ def validate(value: Any, annotation: Any, path: str) -> None:
 def validate_component(value: Any, registry: Registry, path: str) -> None:
     """Check a ``{name: ..., **kwargs}`` node against the registered builder's signature.
 
-    Parameters in ``SUPPLIED_BY_CALLER`` are neither required nor accepted in the node.
+    Parameters in ``SUPPLIED_BY_CALLER`` or the registry's ``supplied_keys`` are neither
+    required nor accepted in the node.
     """
     if not isinstance(value, Mapping):
         raise ConfigError(
@@ -102,6 +103,9 @@ def validate_component(value: Any, registry: Registry, path: str) -> None:
         if key in registry.shared_keys:
             validate(item, registry.shared_keys[key], f"{path}.{key}")
             continue
+        if key in registry.supplied_keys:
+            raise ConfigError(f"{path}: '{key}' is not set in a {registry.kind} node; it is supplied by the "
+                              f"model builder: set {registry.supplied_keys[key]} instead")
         if key in SUPPLIED_BY_CALLER:
             raise ConfigError(f"{path}: '{key}' is not set in a {registry.kind} node; it is supplied by code")
         if key not in params and not takes_any:
@@ -114,7 +118,7 @@ def validate_component(value: Any, registry: Registry, path: str) -> None:
         name
         for name, p in params.items()
         if p.default is inspect.Parameter.empty and name not in value
-        and name not in SUPPLIED_BY_CALLER
+        and name not in SUPPLIED_BY_CALLER and name not in registry.supplied_keys
     ]
     if missing:
         raise ConfigError(

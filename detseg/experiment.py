@@ -174,21 +174,34 @@ def build_model_for(cfg: DictConfig, dataset: DetectionDataset | None = None, in
                     verbose: bool = False):
     """The configured model; its class count must match ``dataset``'s.
 
+    ``model.num_classes`` is the number of classes the model predicts, the length of the data
+    set's class list: ``dataset.class_names`` (object classes, no background) for a detector,
+    ``dataset.semantic_class_names`` (label values, background included) for a segmenter. When
+    the config leaves it unset, the data set's count is taken and written into ``cfg`` (so the
+    resolved config saved with the run and its checkpoints builds the model without a data set).
+
     ``initialize``: load the initial weights the config names (see :func:`build_model`);
     ``verbose`` prints what ``model.init_from`` loaded and re-initialised."""
     from detseg.models import build_model
     from detseg.models.base import Segmenter
+    from detseg.models.build import builds_segmenter
 
     if cfg.get("model") is None:
         raise ConfigError("config has no model section")
+    if cfg.model.get("num_classes") is None and dataset is not None:
+        count = (len(dataset.semantic_class_names) if builds_segmenter(cfg.model.name)
+                 else dataset.num_classes)
+        with open_dict(cfg):
+            cfg.model.num_classes = count
     model = build_model(cfg.model, initialize=initialize)
     if verbose and getattr(model, "init_report", None) is not None:
         print(model.init_report.summary())
     if dataset is not None and getattr(model, "num_classes", None) is not None:
-        expected = len(dataset.semantic_class_names) if isinstance(model, Segmenter) else dataset.num_classes
-        if model.num_classes != expected:
-            raise ConfigError(f"model has {model.num_classes} classes but the data set has {expected} "
-                              f"({', '.join(dataset.class_names)})")
+        names = dataset.semantic_class_names if isinstance(model, Segmenter) else dataset.class_names
+        if model.num_classes != len(names):
+            raise ConfigError(f"model.num_classes is {model.num_classes} but the data set has {len(names)} classes "
+                              f"({', '.join(names)}); leave model.num_classes unset to take "
+                              f"the data set's")
     return model
 
 

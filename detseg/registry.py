@@ -41,6 +41,9 @@ class Registry:
         kind: what the registry holds, used in error messages ("backbone", "dataset").
         shared_keys: keys every node of this kind may set besides its builder's arguments,
             name -> type annotation; the code that builds the node handles them.
+        supplied_keys: builder arguments that the code building a node of this kind passes
+            in and a node never sets, name -> the config key to set instead (a head's
+            ``num_classes`` comes from ``model.num_classes``).
 
     Example:
         >>> DATASETS = Registry("dataset")
@@ -48,9 +51,11 @@ class Registry:
         ... class ShapesDataset: ...
     """
 
-    def __init__(self, kind: str, shared_keys: dict[str, Any] | None = None) -> None:
+    def __init__(self, kind: str, shared_keys: dict[str, Any] | None = None,
+                 supplied_keys: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.shared_keys = dict(shared_keys or {})
+        self.supplied_keys = dict(supplied_keys or {})
         self._entries: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str, obj: T | None = None) -> Any:
@@ -102,8 +107,9 @@ EVALUATORS = Registry("evaluator")
 BACKBONES = Registry("backbone")
 NECKS = Registry("neck")
 PROPOSAL_SOURCES = Registry("proposal source")
-ROI_HEADS = Registry("roi head")
-DENSE_HEADS = Registry("dense head")
+ROI_HEADS = Registry("roi head", supplied_keys={"num_classes": "model.num_classes"})
+DENSE_HEADS = Registry("dense head", supplied_keys={"num_classes": "model.num_classes"})
+"""A head's ``num_classes`` is passed by the model builder, from ``model.num_classes``."""
 SEG_DECODERS = Registry("segmentation decoder")
 MODELS = Registry("model", shared_keys={"init_from": str | None, "init_strict": bool})
 """``init_from`` / ``init_strict``: start from a zoo or detseg checkpoint (detseg.zoo.init)."""

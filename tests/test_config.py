@@ -195,10 +195,6 @@ DATA_OVERRIDES = {
     "voc": [f"data.data_root={MINI / 'shapes_voc_mini'}", "data.train.dataset.split=val",
             "data.val.dataset.split=val"],
 }
-NUM_CLASSES_KEY = {"rcnn": "model.num_classes", "unet": "model.num_classes", "fcn": "model.num_classes",
-                   "tiramisu": "model.num_classes", "yolo": "model.head.num_classes",
-                   "ssd": "model.head.num_classes"}  # the others: model.roi_head.num_classes
-SEGMENTERS = ("unet", "fcn", "tiramisu")
 CAMVID_CLASSES = 11
 
 
@@ -226,7 +222,7 @@ EXPERIMENTS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
 
 def overrides_for_sample_data(path: Path, camvid_root: Path) -> list[str]:
     """Overrides that point an experiment at the small data sets of the repository (and a
-    CamVid-style folder), with the model's class count to match them."""
+    CamVid-style folder); the model's class count (model.num_classes) is the data set's."""
     data = next((kind for kind in DATA_OVERRIDES if path.stem.endswith(kind)), None)
     if path.parent.name == "finetune" and "rcnn" in path.stem:
         data = "coco"
@@ -234,11 +230,7 @@ def overrides_for_sample_data(path: Path, camvid_root: Path) -> list[str]:
     if path.stem.endswith("camvid"):
         overrides.append(f"data.data_root={camvid_root}")
     if path.parent.name == "finetune" and "deeplab" in path.stem:  # a camvid-style folder, ignore 255
-        overrides += [f"data.data_root={camvid_root}", f"data.class_names=[{','.join(f'c{i}' for i in range(12))}]",
-                      "model.num_classes=12"]
-    if data is not None:  # the mini sets have 3 classes (the segmenter counts background)
-        num_classes = 4 if path.parent.name in SEGMENTERS else 3
-        overrides.append(f"{NUM_CLASSES_KEY.get(path.parent.name, 'model.roi_head.num_classes')}={num_classes}")
+        overrides += [f"data.data_root={camvid_root}", f"data.class_names=[{','.join(f'c{i}' for i in range(12))}]"]
     if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
         overrides += ["data.train.proposals=null", "data.val.proposals=null"]
     return overrides
@@ -247,12 +239,14 @@ def overrides_for_sample_data(path: Path, camvid_root: Path) -> list[str]:
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_model_configs_build_their_data_evaluator_and_model(path, camvid_root):
     from detseg.experiment import build_model_for
+    from detseg.models.base import Segmenter
 
     cfg = load_experiment(path, overrides_for_sample_data(path, camvid_root))
     dataset = build_split(cfg, "val")
     build_evaluator(cfg, dataset)
     model = build_model_for(cfg, dataset, initialize=False)  # the weights init_from names are not fetched
-    assert model.num_classes in (dataset.num_classes, len(dataset.semantic_class_names))
+    expected = len(dataset.semantic_class_names) if isinstance(model, Segmenter) else dataset.num_classes
+    assert model.num_classes == expected == cfg.model.num_classes  # the data set's, written into the config
 
 
 def test_schedule_and_train_recipes_are_group_options():

@@ -8,7 +8,15 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader
 
-from detseg.config import Component, NonNegativeInt, PositiveInt, UnitInterval, build, to_plain, validate
+from detseg.config import (
+    Component,
+    NonNegativeInt,
+    PositiveInt,
+    UnitInterval,
+    build,
+    to_plain,
+    validate,
+)
 from detseg.data.base import DetectionDataset
 from detseg.data.transforms import build_transforms
 from detseg.errors import ConfigError, DataError

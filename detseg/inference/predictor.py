@@ -82,6 +82,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         from detseg.models import build_model
+        from detseg.models.build import with_num_classes_lifted
 
         state = load_checkpoint(path)
         if not isinstance(state, dict) or "config" not in state or "model" not in state:
@@ -90,7 +91,7 @@ class Predictor:
         if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
             raise DataError(f"{path}: its config has no model section; not a detseg training checkpoint")
         try:
-            model = build_model(config["model"], initialize=False)
+            model = build_model(with_num_classes_lifted(config["model"]), initialize=False)  # older runs' too
         except UnknownNameError as exc:
             raise UnknownNameError(f"{path}: its config cannot be built: {exc}") from None
         except ConfigError as exc:

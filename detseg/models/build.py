@@ -44,6 +44,47 @@ def without_initial_weights(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+NUM_CLASSES_HELP = ("the number of classes the model predicts, i.e. the length of the data set's class "
+                    "list: object classes without background for a detector (dataset.class_names), "
+                    "label values with background for a segmenter (dataset.semantic_class_names)")
+
+
+def require_num_classes(num_classes: int | None) -> int:
+    """``model.num_classes``, refused when unset: a model built with its data set gets the
+    data set's count (:func:`detseg.experiment.build_model_for`); without one it must be set."""
+    if num_classes is None:
+        raise ConfigError(f"model.num_classes is not set: set it to {NUM_CLASSES_HELP}; a model built "
+                          f"with its data set (training, evaluation) takes the data set's count")
+    return num_classes
+
+
+def with_num_classes_lifted(node: dict[str, Any]) -> dict[str, Any]:
+    """A model node saved before ``model.num_classes`` was the one place (a checkpoint's config
+    with ``head.num_classes`` or ``roi_head.num_classes``), with that count moved up to
+    ``num_classes``; any other node unchanged."""
+    node = dict(node)
+    for key in ("head", "roi_head"):
+        head = node.get(key)
+        if isinstance(head, dict) and "num_classes" in head:
+            node[key] = {k: v for k, v in head.items() if k != "num_classes"}
+            node.setdefault("num_classes", head["num_classes"])
+    return node
+
+
+def builds_segmenter(name: str) -> bool:
+    """Whether the model registered as ``name`` is a :class:`~detseg.models.base.Segmenter`
+    (from its builder's return annotation, or its class), before building it."""
+    import typing
+
+    from detseg.models.base import Segmenter
+
+    builder = MODELS.get(name, where="model.name")
+    if isinstance(builder, type):
+        return issubclass(builder, Segmenter)
+    returned = typing.get_type_hints(builder).get("return")
+    return isinstance(returned, type) and issubclass(returned, Segmenter)
+
+
 def build_trunk(backbone: Any, neck: Any | None) -> tuple[Any, Any | None, dict]:
     """Backbone and optional neck from their config nodes, and the feature shapes
     (``{name: FeatureSpec}``) that the heads on top of them are built for."""

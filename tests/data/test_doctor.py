@@ -138,7 +138,6 @@ def experiment(tmp_path: Path) -> Path:
         "data": {"train": {"dataset": {"name": "coco", "ann_file": str(tmp_path / "annotations.json"),
                                        "image_dir": str(tmp_path / "images"), "with_masks": False},
                            "batch_size": 2}},
-        "model": {"roi_head": {"num_classes": 1}},
         "train": {"max_iters": 1},
         "device": "cpu",
     }))

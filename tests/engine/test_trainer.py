@@ -81,7 +81,7 @@ def test_non_finite_loss_stops_naming_iteration_and_term(experiment, tmp_path, m
 
 def test_checkpoint_of_another_model_lists_mismatched_keys():
     small = build_model(TINY)
-    other = build_model({**TINY, "roi_head": {**TINY["roi_head"], "num_classes": 5}})
+    other = build_model({**TINY, "num_classes": 5})
     with pytest.raises(CheckpointError, match=r"another model.*shape mismatches: roi_head\.box_predictor"):
         load_model_state(other, small.state_dict(), "small.pt")
     unet = build_model({"name": "unet", "backbone": {"name": "tiny_convnet"}, "num_classes": 3,

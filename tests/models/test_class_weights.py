@@ -31,6 +31,7 @@ def samples():
 
 def classification_loss(config: str, node: str | None, terms: list[str], samples, weights) -> float:
     cfg = load_node(f"configs/model/{config}.yaml")
+    cfg.num_classes = 3  # the shapes' classes (without a data set, the config says it)
     if config == "rcnn_tiny":
         cfg.classifier = "svm"
     target = cfg if node is None else cfg[node]
@@ -59,6 +60,7 @@ def test_class_weights_multiply_each_class_term(config, node, terms, samples):
 
 def test_class_weights_of_the_wrong_length_name_the_node():
     cfg = load_node("configs/model/ssd_tiny.yaml")
+    cfg.num_classes = 3
     cfg.head.class_weights = [1.0, 2.0]
     with pytest.raises(ConfigError, match=r"ssd head.class_weights has 2 values for 3 classes"):
         build_model(cfg)

@@ -11,8 +11,8 @@ TINY = {
     "neck": {"name": "fpn", "in_features": ["c3", "c4"], "out_channels": 32},
     "proposal_source": {"name": "rpn", "in_features": ["p3", "p4"], "anchor_sizes": [[16, 24], [32, 48]],
                         "pre_nms_top_n": [200, 200], "post_nms_top_n": [100, 50]},
-    "roi_head": {"name": "standard", "in_features": ["p3", "p4"], "num_classes": 3, "fc_dim": 64,
-                 "batch_size_per_image": 64},
+    "roi_head": {"name": "standard", "in_features": ["p3", "p4"], "fc_dim": 64, "batch_size_per_image": 64},
+    "num_classes": 3,
 }
 
 

@@ -73,7 +73,7 @@ def test_detectors_run_each_head_forward_once_per_loss_and_per_predict(config, h
     from detseg.data import ShapesDataset
 
     torch.manual_seed(0)
-    node = load_config(config)  # with its defaults list
+    node = load_config(config, ["num_classes=3"])  # with its defaults list
     model = build_model(node)
     data = ShapesDataset(num_images=2, image_size=int(node.get("input_size") or 128))
     samples = [data[0], data[1]]
@@ -187,7 +187,7 @@ def test_model_names_select_what_they_say(config, name, message):
     from detseg.config import load_config, to_plain
     from detseg.errors import ConfigError
 
-    node = to_plain(load_config(config))
+    node = to_plain(load_config(config, ["num_classes=3"]))
     build_model(node)  # as written, it builds
     with pytest.raises(ConfigError, match=message):
         build_model({**node, "name": name})

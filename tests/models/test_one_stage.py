@@ -122,6 +122,7 @@ def test_two_iterations_and_predictions_in_original_coordinates(family):
 
     torch.manual_seed(0)
     node = load_node(SMOKE[family])
+    node.num_classes = 3
     node.head.score_threshold = 0.0  # untrained scores are low; boxes must still come out
     model = build_model(node)
     dataset = ShapesDataset(num_images=2, image_size=96)

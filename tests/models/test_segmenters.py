@@ -105,6 +105,16 @@ MODELS = {
     "fcn8s": "configs/model/fcn8s_tiny.yaml",
     "fcdensenet56": "configs/model/fcdensenet56.yaml",
 }
+
+
+def tiny_node(model: str):
+    """The editable node of ``MODELS[model]`` for background + the shapes' 3 classes (without a
+    data set, the config says its class count)."""
+    node = load_node(MODELS[model])
+    node.num_classes = 4
+    return node
+
+
 CASES = [(m, None) for m in MODELS] + [("fcn8s", k) for k in ("nearest", "bilinear", "unpool")] + \
     [("fcn32s", "unpool"), ("fcn16s", ["unpool", "bilinear"])]
 
@@ -112,7 +122,7 @@ CASES = [(m, None) for m in MODELS] + [("fcn8s", k) for k in ("nearest", "biline
 @pytest.mark.parametrize(("model", "upsample"), CASES)
 def test_every_model_takes_an_odd_input_size_by_padding(model, upsample):
     torch.manual_seed(0)
-    node = load_node(MODELS[model])
+    node = tiny_node(model)
     if upsample is not None:
         node.decoder.upsample = upsample
     segmentor = build_model(node)
@@ -153,7 +163,7 @@ def test_torchvision_style_heads_score_an_unpadded_input(decoder):
 
 
 def test_fcn_unpool_needs_an_encoder_with_every_pooling():
-    node = load_node(MODELS["fcn8s"])
+    node = tiny_node("fcn8s")
     node.decoder.upsample = "unpool"
     node.backbone.out_features = ["pool3", "pool4", "pool5"]
     with pytest.raises(ConfigError, match=r"strides \[8, 4, 2\]; missing \[4, 2\]"):
@@ -169,7 +179,7 @@ def test_tiramisu_parameter_counts_are_the_papers():
 
 def test_sliding_window_equals_whole_image_where_the_window_covers_it():
     torch.manual_seed(0)
-    node = load_node(MODELS["fcn8s"])
+    node = tiny_node("fcn8s")
     whole = build_model(node).eval()
     windowed = build_model({**OmegaConf.to_container(node), "window": 128}).eval()
     windowed.load_state_dict(whole.state_dict())
@@ -182,7 +192,7 @@ def test_sliding_window_equals_whole_image_where_the_window_covers_it():
 
 
 def test_sliding_window_averages_overlapping_windows():
-    node = load_node(MODELS["fcn8s"])
+    node = tiny_node("fcn8s")
     model = build_model({**OmegaConf.to_container(node), "window": 64, "window_stride": 32}).eval()
     calls = []
     original = model.forward_tensor

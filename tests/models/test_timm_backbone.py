@@ -54,7 +54,7 @@ def test_faster_rcnn_on_a_timm_backbone_trains_and_predicts():
            "neck": {"name": "fpn", "in_features": ["c3", "c4", "c5"], "out_channels": 32},
            "proposal_source": {"name": "rpn", "in_features": ["p3", "p4", "p5"],
                                "anchor_sizes": [[16], [32], [64]], "aspect_ratios": [1.0]},
-           "roi_head": {"name": "standard", "in_features": ["p3", "p4", "p5"], "num_classes": 2, "fc_dim": 64}}
+           "roi_head": {"name": "standard", "in_features": ["p3", "p4", "p5"], "fc_dim": 64}, "num_classes": 2}
     model = build_model(cfg)
     image = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
     gt = Instances(torch.tensor([[8.0, 8.0, 40.0, 40.0]]), torch.tensor([1]), (64, 64))

@@ -92,9 +92,9 @@ def test_empty_image_gives_only_the_noobj_term():
     assert losses["loss_noobj"].item() == pytest.approx(0.5 * S * S * B * 0.25)
 
 
-MODEL = {"name": "yolo_v1", "input_size": 64,
+MODEL = {"name": "yolo_v1", "input_size": 64, "num_classes": 3,
          "backbone": {"name": "tiny_convnet", "widths": [8, 16, 16, 32], "out_features": ["c4"]},
-         "head": {"name": "yolo_v1", "in_feature": "c4", "num_classes": 3, "grid_size": 4, "hidden_dim": 32}}
+         "head": {"name": "yolo_v1", "in_feature": "c4", "grid_size": 4, "hidden_dim": 32}}
 
 
 def test_an_input_size_that_does_not_give_the_grid_fails_at_build_time_naming_sizes_that_work():

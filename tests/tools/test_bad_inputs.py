@@ -66,6 +66,8 @@ CASES = [
     case("train-model-group-typo", "train", f"{SHAPES} model=faster_rcnn_tiyn --dry-run",
          "model/faster_rcnn_tiyn", "did you mean 'faster_rcnn_tiny'"),
     case("train-config-is-a-folder", "train", "configs --dry-run", "configs", "folder"),
+    case("train-num-classes-in-roi-head", "train", f"{SHAPES} model.roi_head.num_classes=3 --dry-run",
+         "model.roi_head", "'num_classes'", "model.num_classes"),
     case("train-annotation-file-without-images", "train", f"{SHAPES} {COCO_TRAIN} --dry-run",
          "gt_no_images.json", "data.train"),
     # eval: ground truth gets the checks training data gets

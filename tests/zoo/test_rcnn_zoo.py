@@ -80,7 +80,7 @@ def test_a_renamed_key_is_named(zoo_file, tmp_path):
 
 def test_fine_tuning_reinitialises_exactly_the_class_layers_and_trains(zoo_file):
     _, path = zoo_file("fasterrcnn_mobilenet_v3_large_320_fpn")
-    model = detseg_model("fasterrcnn_mobilenet_v3_large_320_fpn", path, ["roi_head.num_classes=3"])
+    model = detseg_model("fasterrcnn_mobilenet_v3_large_320_fpn", path, ["num_classes=3"])
     report = model.init_report
     assert sorted(report.reinitialised) == ["roi_head.box_predictor.bbox_pred.bias",
                                             "roi_head.box_predictor.bbox_pred.weight",
@@ -121,7 +121,7 @@ def test_fine_tuning_keeps_the_backbone_frozen_when_asked(zoo_file, tmp_path, fr
 
     _, path = zoo_file("fasterrcnn_mobilenet_v3_large_320_fpn")
     run_dir, _ = train_from_config(ROOT / "configs/finetune/faster_rcnn_mobilenet_v3_320.yaml", [
-        "data=shapes", "model.roi_head.num_classes=3", f"model.init_from={path}", "train.max_iters=2",
+        "data=shapes", f"model.init_from={path}", "train.max_iters=2",
         f"train.freeze_backbone={freeze}", "train.eval_every=0", "train.schedule.warmup_iters=0",
         "data.train.dataset.num_images=4", "data.train.batch_size=2", "data.val.dataset.num_images=2",
         "model.backbone.frozen_bn=false", "model.backbone.frozen_stages=0", f"output_dir={tmp_path / 'run'}"],

@@ -82,7 +82,7 @@ def test_a_renamed_key_is_named(zoo, tmp_path):
 
 def test_fine_tuning_reinitialises_exactly_the_class_convs_and_trains(zoo):
     builder, _, path = zoo
-    model = detseg_model(builder, path, ["head.num_classes=3"])
+    model = detseg_model(builder, path, ["num_classes=3"])
     report = model.init_report
     last = [LAST_CONV[builder].format(i) for i in range(6)]
     assert sorted(report.reinitialised) == sorted(f"head.classifiers.{conv}.{p}" for conv in last

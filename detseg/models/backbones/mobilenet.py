@@ -19,7 +19,13 @@ from torch import Tensor, nn
 
 from detseg.config import NonNegativeInt
 from detseg.errors import ConfigError
-from detseg.models.backbones.base import Backbone, FeatureSpec, freeze, freeze_batch_norm, load_pretrained
+from detseg.models.backbones.base import (
+    Backbone,
+    FeatureSpec,
+    freeze,
+    freeze_batch_norm,
+    load_pretrained,
+)
 from detseg.registry import BACKBONES, did_you_mean
 
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from detseg.config import Component, build
+from detseg.config import Component, PositiveInt, build
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone
 from detseg.models.base import Detector
-from detseg.models.build import build_trunk, node_name, register_family_member
+from detseg.models.build import build_trunk, node_name, register_family_member, require_num_classes
 from detseg.models.heads.base import DenseHead
 from detseg.models.necks.fpn import Neck
 from detseg.models.preprocessor import (
@@ -80,6 +80,7 @@ def _within(detections: Instances, image_size: tuple[int, int]) -> Instances:
 def build_one_stage(
     backbone: Component(BACKBONES),
     head: Component(DENSE_HEADS),
+    num_classes: PositiveInt | None = None,
     input_size: int | None = None,
     neck: Component(NECKS) | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
@@ -92,7 +93,9 @@ def build_one_stage(
     Give either ``input_size`` (images resized to that square) or ``resize`` (see
     :class:`~detseg.models.preprocessor.ResizeConfig`); ``size_divisibility`` pads the batch
     to a multiple of this. The heads are built for ``input_size``, or the largest side
-    ``resize`` gives."""
+    ``resize`` gives, and ``num_classes`` object classes (without background; by default the
+    data set's count, see :func:`detseg.experiment.build_model_for`)."""
+    num_classes = require_num_classes(num_classes)
     if (input_size is None) == (resize is None):
         raise ConfigError("model: give input_size (every image resized to that square) or resize "
                           "({fixed_size: [height, width]} or {min_size, max_size}), one of them")
@@ -101,7 +104,8 @@ def build_one_stage(
     backbone_module, neck_module, shape = build_trunk(backbone, neck)
     return OneStageDetector(
         Preprocessor(pixel_mean, pixel_std, size_divisibility, resize), backbone_module, neck_module,
-        build(head, DENSE_HEADS, "model.head", input_shape=shape, model_input_size=largest_side),
+        build(head, DENSE_HEADS, "model.head", input_shape=shape, model_input_size=largest_side,
+              num_classes=num_classes),
     )
 
 

@@ -40,6 +40,7 @@ from detseg.config import (
 )
 from detseg.errors import ConfigError
 from detseg.models.base import Detector
+from detseg.models.build import require_num_classes
 from detseg.models.heads.base import ProposalSource
 from detseg.models.heads.roi_heads import RoISampler, TwoFCBoxHead
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor, rescale_instances
@@ -82,7 +83,7 @@ class RCNN(Detector):
         self,
         backbone: Component(BACKBONES),
         proposal_source: Component(PROPOSAL_SOURCES),
-        num_classes: int,
+        num_classes: PositiveInt | None = None,
         crop_size: PositiveInt = 64,
         context_padding: NonNegativeInt = 4,
         fc_dim: PositiveInt = 256,
@@ -105,6 +106,7 @@ class RCNN(Detector):
         class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
+        num_classes = require_num_classes(num_classes)
         if classifier not in ("softmax", "svm"):
             raise ConfigError(f"model.classifier must be 'softmax' or 'svm', got {classifier!r}")
         if not 0 <= 2 * context_padding < crop_size:

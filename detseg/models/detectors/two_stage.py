@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from detseg.config import Component, build
+from detseg.config import Component, PositiveInt, build
 from detseg.models.backbones.base import Backbone
 from detseg.models.base import Detector
-from detseg.models.build import build_trunk, node_name, register_family_member
+from detseg.models.build import build_trunk, node_name, register_family_member, require_num_classes
 from detseg.models.heads.base import ProposalSource
 from detseg.models.heads.roi_heads import StandardRoIHead
 from detseg.models.necks.fpn import Neck
@@ -82,6 +82,7 @@ def build_faster_rcnn(
     backbone: Component(BACKBONES),
     proposal_source: Component(PROPOSAL_SOURCES),
     roi_head: Component(ROI_HEADS),
+    num_classes: PositiveInt | None = None,
     neck: Component(NECKS) | None = None,
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN,
     pixel_std: tuple[float, float, float] = IMAGENET_STD,
@@ -92,7 +93,10 @@ def build_faster_rcnn(
     Mask R-CNN (He et al. 2017) is the same with ``roi_head.mask_head`` set.
 
     ``resize`` resizes inside the model as torchvision does (its zoo configs set it);
-    ``size_divisibility`` pads to a multiple of this (default: the backbone's largest stride)."""
+    ``size_divisibility`` pads to a multiple of this (default: the backbone's largest stride).
+    ``num_classes``: object classes without background, passed to the RoI head (by default the
+    data set's count, see :func:`detseg.experiment.build_model_for`)."""
+    num_classes = require_num_classes(num_classes)
     backbone_module, neck_module, shape = build_trunk(backbone, neck)
     divisor = size_divisibility or backbone_module.size_divisibility
     return TwoStageDetector(
@@ -100,7 +104,7 @@ def build_faster_rcnn(
         backbone_module,
         neck_module,
         build(proposal_source, PROPOSAL_SOURCES, "model.proposal_source", input_shape=shape),
-        build(roi_head, ROI_HEADS, "model.roi_head", input_shape=shape),
+        build(roi_head, ROI_HEADS, "model.roi_head", input_shape=shape, num_classes=num_classes),
     )
 
 

@@ -245,7 +245,8 @@ class StandardRoIHead(nn.Module):
     Args:
         input_shape: feature shapes (supplied by the model builder).
         in_features: levels to pool from, finest first.
-        num_classes: object classes, without background.
+        num_classes: object classes, without background. Supplied by the model builder
+            (``model.num_classes``).
         pooler: ``roi_align``, ``roi_pool`` or ``spp`` (see :class:`RoIPooler`).
         pool_size: side of the pooled grid.
         sampling_ratio: RoIAlign sample points per bin side (0: adaptive).

@@ -64,7 +64,8 @@ class SSDHead(DenseHead):
         input_shape: feature shapes (supplied by the model builder).
         model_input_size: the square input side (supplied by the model builder).
         in_features: maps to predict from, finest first.
-        num_classes: object classes, without background.
+        num_classes: object classes, without background. Supplied by the model builder
+            (``model.num_classes``).
         aspect_ratios, min_scale, max_scale, scales, steps, clip: the default boxes (see
             :class:`~detseg.ops.default_boxes.DefaultBoxGenerator`).
         iou_threshold: default boxes at or above this IoU are positive (0.5).

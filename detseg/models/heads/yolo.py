@@ -74,7 +74,8 @@ class YoloHead(DenseHead):
         input_shape: feature shapes (supplied by the model builder).
         model_input_size: the square input side (supplied by the model builder).
         in_features: maps to predict from, finest first.
-        num_classes: object classes.
+        num_classes: object classes. Supplied by the model builder
+            (``model.num_classes``).
         anchors: per map, ``[width, height]`` pairs in input pixels (``tools/anchors.py``
             computes them from the training boxes).
         box_loss: ``ciou``, ``giou`` or ``xywh``.

@@ -154,7 +154,8 @@ class YoloV1Head(DenseHead):
         model_input_size: the square side images are resized to (the detector's
             ``input_size``, supplied by the model builder).
         in_feature: the map to predict from; ``input_size / stride`` must equal ``grid_size``.
-        num_classes: object classes.
+        num_classes: object classes. Supplied by the model builder
+            (``model.num_classes``).
         grid_size: S (7 in the paper).
         boxes_per_cell: B (2 in the paper).
         head_type: ``fc`` (the paper: flatten -> FC -> dropout -> FC) or ``conv`` (3x3 conv

@@ -15,6 +15,7 @@ from detseg.constants import IGNORE_INDEX
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone
 from detseg.models.base import Segmenter
+from detseg.models.build import require_num_classes
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from detseg.models.segmenters.base import SegDecoder
 from detseg.ops import cross_entropy, soft_dice_loss
@@ -141,6 +142,7 @@ def build_segmentor(backbone, decoder, num_classes: int, dice_weight: float, cla
     """Encoder from ``backbone``, decoder from ``decoder`` (given the encoder's shapes and
     the class count), then :class:`Segmentor`; inputs padded to ``size_divisibility``
     (default: the encoder's)."""
+    num_classes = require_num_classes(num_classes)
     encoder = build(backbone, BACKBONES, "model.backbone")
     decoder_module = build(decoder, SEG_DECODERS, "model.decoder", input_shape=encoder.output_shape(),
                            model_num_classes=num_classes)
@@ -152,7 +154,7 @@ def build_segmentor(backbone, decoder, num_classes: int, dice_weight: float, cla
 @MODELS.register("unet")
 def build_unet(
     backbone: Component(BACKBONES),
-    num_classes: int,
+    num_classes: PositiveInt | None = None,
     decoder: Component(SEG_DECODERS) | None = None,
     dice_weight: NonNegativeFloat = 0.0,
     class_weights: list[float] | None = None,
@@ -171,7 +173,7 @@ def build_unet(
 def build_fcn(
     backbone: Component(BACKBONES),
     decoder: Component(SEG_DECODERS),
-    num_classes: int,
+    num_classes: PositiveInt | None = None,
     dice_weight: NonNegativeFloat = 0.0,
     class_weights: list[float] | None = None,
     window: PositiveInt | None = None,

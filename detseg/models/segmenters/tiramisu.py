@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from detseg.config import NonNegativeFloat, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import Backbone, FeatureSpec
+from detseg.models.build import require_num_classes
 from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from detseg.models.segmenters.base import SegDecoder
 from detseg.models.segmenters.segmentor import Segmentor
@@ -132,7 +133,7 @@ class TiramisuDecoder(SegDecoder):
 
 @MODELS.register("tiramisu")
 def build_tiramisu(
-    num_classes: int,
+    num_classes: PositiveInt | None = None,
     depth: int | None = 56,
     down_layers: list[int] | None = None,
     bottleneck_layers: int | None = None,
@@ -148,6 +149,7 @@ def build_tiramisu(
 ) -> Segmentor:
     """FC-DenseNet ``depth`` 56, 67 or 103 (the paper's), or your own layers with
     ``depth: null`` and ``down_layers``, ``bottleneck_layers``, ``growth_rate``."""
+    num_classes = require_num_classes(num_classes)
     if depth is not None:
         if depth not in LAYERS:
             raise ConfigError(f"model.depth must be one of {sorted(LAYERS)} (or null with down_layers), got {depth}")
