@@ -109,10 +109,17 @@ def build_one_stage(
     )
 
 
-for _family in ("ssd", "yolo", "yolo_v1"):
-    register_family_member(
-        MODELS, _family, build_one_stage,
-        lambda kwargs, family=_family: None if node_name(kwargs["head"]) == family else
-        f"needs a '{family}' head, got model.head.name '{node_name(kwargs['head'])}' (the model name "
-        f"and the head name the same family)")
+def _head_of_family(family: str):
+    """The check that model ``name: family`` has a head of that family."""
 
+    def problem(kwargs: dict) -> str | None:
+        head = node_name(kwargs["head"])
+        if head == family:
+            return None
+        return f"needs a '{family}' head, got model.head.name '{head}' (use name: {head} for that head)"
+
+    return problem
+
+
+for _family in ("ssd", "yolo", "yolo_v1"):
+    register_family_member(MODELS, _family, build_one_stage, _head_of_family(_family))
