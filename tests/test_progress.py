@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from detseg.engine.trainer import loss_postfix
 from detseg.progress import PlainProgress, progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,11 @@ def test_plain_lines_come_every_interval_and_at_the_end_with_rate_and_eta():
     assert "\r" not in out.getvalue()
 
 
+def test_the_training_line_shows_the_total_and_each_loss_term():
+    assert loss_postfix({"loss": 0.41, "loss_rpn_cls": 0.05, "loss_cls": 0.2}) == \
+        {"loss": "0.410", "rpn_cls": "0.050", "cls": "0.200"}
+
+
 def test_disabled_or_idle_progress_prints_nothing():
     out = io.StringIO()
     PlainProgress(None, 5, "eval", "batch", 0, False, out, interval=0).close()
@@ -66,4 +72,6 @@ def test_training_redirected_to_a_file_logs_plain_lines(tmp_path):
     text = log.read_text()
     assert result.returncode == 0, text
     assert "\r" not in text
-    assert [line.split(" ")[1] for line in text.splitlines() if line.startswith("train: ")][:3] == ["1/3", "2/3", "3/3"]
+    lines = [line for line in text.splitlines() if line.startswith("train: ")]
+    assert [line.split(" ")[1] for line in lines][:3] == ["1/3", "2/3", "3/3"]
+    assert all(f" {term}=" in lines[0] for term in ("loss", "box", "obj", "cls", "lr")), lines[0]

@@ -223,9 +223,9 @@ class Trainer:
                 self.freeze.before_step(self.iteration)
                 losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
-                bar.update(1)
                 lr = self.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
+                bar.set_postfix(**loss_postfix(losses), lr=f"{lr:.2e}", refresh=False)
+                bar.update(1)  # after the postfix: a plain line printed by the update shows this step's losses
                 if self.iteration % self.cfg.log_every == 0 or self.iteration == end:
                     record = {"iteration": self.iteration, "lr": lr, **self._mean_over_processes(losses),
                               "seconds": round(time.perf_counter() - start_time, 3)}
@@ -345,3 +345,11 @@ __all__ = [
     "CheckpointError", "TrainConfig", "Trainer", "TrainingError", "rng_state", "seed_everything",
     "select_device", "set_rng_state", "write_resolved_config",
 ]
+
+
+def loss_postfix(losses: dict[str, float]) -> dict[str, str]:
+    """The progress line's loss fields: the total, then each term without its ``loss_`` prefix
+    (``loss=0.41 rpn_cls=0.05 cls=0.20 ...``)."""
+    return {"loss" if name == "loss" else name.removeprefix("loss_"): f"{value:.3f}"
+            for name, value in losses.items()}
+
