@@ -19,11 +19,20 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
-    """Run a tool's ``main``; detseg's own errors print as one line and exit with 2."""
+USER_ERRORS = (DetsegError, UnknownNameError, FileNotFoundError)
+"""Errors a user's input causes: one ``error:`` line, exit 2."""
+
+
+def run_command(run: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """``run(argv)``'s exit code; a :data:`USER_ERRORS` error prints one ``error:`` line and
+    gives 2 (argparse's own errors and ``--help`` still exit from inside ``run``)."""
     try:
-        code = main(argv)
-    except (DetsegError, UnknownNameError, FileNotFoundError) as exc:
+        return run(argv)
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code)
+        return 2
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
+    """Run a tool's ``main`` as a script: exit with its code (2 after an ``error:`` line)."""
+    sys.exit(run_command(main, argv))
