@@ -55,7 +55,7 @@ def random_boxes(count: int, seed: int) -> torch.Tensor:
 
 def fpn_pooler_sides(strides: list[int], sampling_ratio: int) -> list["Side"]:
     """detseg's RoIPooler, its ``roi_align`` (list-of-boxes API) swapped per side."""
-    from detseg.models.heads import roi_heads
+    from detseg.models.heads import region_features
     from detseg.ops.roi import rois_with_batch_index
 
     def wrap(op):
@@ -64,16 +64,16 @@ def fpn_pooler_sides(strides: list[int], sampling_ratio: int) -> list["Side"]:
             return op(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
         return roi_align
 
-    pooler = roi_heads.RoIPooler(strides, 7, "roi_align", sampling_ratio, aligned=True)
-    original = roi_heads.roi_align
+    pooler = region_features.RoIPooler(strides, 7, "roi_align", sampling_ratio, aligned=True)
+    original = region_features.roi_align
     sides = align_sides()
     for side in sides:
         def pool(maps, boxes, op=wrap(side.forward)):
-            roi_heads.roi_align = op  # the name RoIPooler._pool calls
+            region_features.roi_align = op  # the name RoIPooler._pool calls
             try:
                 return pooler(maps, [boxes])
             finally:
-                roi_heads.roi_align = original
+                region_features.roi_align = original
         side.pool = pool
     return sides
 

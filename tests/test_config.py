@@ -231,6 +231,9 @@ def overrides_for_sample_data(path: Path, camvid_root: Path) -> list[str]:
         overrides.append(f"data.data_root={camvid_root}")
     if path.parent.name == "finetune" and "deeplab" in path.stem:  # a camvid-style folder, ignore 255
         overrides += [f"data.data_root={camvid_root}", f"data.class_names=[{','.join(f'c{i}' for i in range(12))}]"]
+    if path.parent.name == "custom":  # your own data: the repository's COCO sample, a CamVid-style folder
+        overrides += (DATA_OVERRIDES["coco"] if path.stem.startswith("detect") else
+                      [f"data.data_root={camvid_root}", f"data.class_names=[{','.join(f'c{i}' for i in range(12))}]"])
     if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
         overrides += ["data.train.proposals=null", "data.val.proposals=null"]
     return overrides
@@ -257,4 +260,5 @@ def test_schedule_and_train_recipes_are_group_options():
 def test_a_model_option_picks_its_backbone_from_the_backbone_group():
     cfg = load_experiment(ROOT / "configs/rcnn/shapes.yaml", ["model.backbone.depth=3"])
     assert dict(cfg.model.backbone) == {"name": "tiny_convnet", "widths": [16, 32, 64, 128, 256], "depth": 3,
-                                        "out_features": ["c5"]}
+                                        "out_features": ["c3", "c4", "c5"]}
+    assert cfg.model.roi_head.pooler == "crop_warp"  # and its RoI head from the roi_head group

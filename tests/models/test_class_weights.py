@@ -16,7 +16,7 @@ FAMILIES = [
     ("ssd_tiny", "head", ["loss_cls"]),
     ("yolo_tiny", "head", ["loss_cls"]),
     ("yolo_v1_tiny", "head", ["loss_cls"]),
-    ("rcnn_tiny", None, ["loss_cls", "loss_svm"]),
+    ("rcnn_tiny", "roi_head", ["loss_cls", "loss_svm"]),
 ]
 
 
@@ -29,12 +29,12 @@ def samples():
     return batch
 
 
-def classification_loss(config: str, node: str | None, terms: list[str], samples, weights) -> float:
+def classification_loss(config: str, node: str, terms: list[str], samples, weights) -> float:
     cfg = load_node(f"configs/model/{config}.yaml")
     cfg.num_classes = 3  # the shapes' classes (without a data set, the config says it)
     if config == "rcnn_tiny":
-        cfg.classifier = "svm"
-    target = cfg if node is None else cfg[node]
+        cfg.roi_head.classifier = "svm"
+    target = cfg[node]
     target.class_weights = weights
     torch.manual_seed(0)
     model = build_model(cfg)

@@ -13,6 +13,7 @@ from detseg.models.heads import (
     RPN,
     DenseHead,
     ProposalSource,
+    RoIHead,
     SSDHead,
     StandardRoIHead,
     YoloHead,
@@ -57,6 +58,7 @@ def test_every_registered_head_subclasses_its_contract_and_keeps_its_signatures(
 def test_every_registered_roi_head_takes_raw_outputs_in_loss_and_predict():
     for name in ROI_HEADS.names():
         head = ROI_HEADS.get(name)
+        assert issubclass(head, RoIHead), name
         assert list(inspect.signature(head.forward).parameters)[:4] == ["self", "features", "proposals", "samples"]
         assert list(inspect.signature(head.loss).parameters)[:3] == ["self", "raw", "samples"], name
         assert list(inspect.signature(head.predict).parameters)[:3] == ["self", "raw", "samples"], name
@@ -67,6 +69,7 @@ def test_every_registered_roi_head_takes_raw_outputs_in_loss_and_predict():
     ("configs/model/yolo_tiny.yaml", ["head"]),
     ("configs/model/yolo_v1_tiny.yaml", ["head"]),
     ("configs/model/mask_rcnn_tiny.yaml", ["proposal_source", "roi_head"]),
+    ("configs/model/rcnn_tiny.yaml", ["proposal_source", "roi_head"]),
 ])
 def test_detectors_run_each_head_forward_once_per_loss_and_per_predict(config, heads):
     from detseg.config import load_config
@@ -140,7 +143,7 @@ def test_yolo_v1_leaves_confidence_on_a_crowd_region_untaught():
     boxes = decode_grid_boxes(grid.detach()[..., :10].reshape(1, 4, 4, 2, 5)[..., :4], SIZE)
     crowd = [boxes[0, 3, 3, 0].tolist()]
     near = near_ignore_regions(boxes.reshape(-1, 4), torch.tensor(crowd)).view(1, 4, 4, 2)
-    confidence = lambda g: g[..., :10].reshape(1, 4, 4, 2, 5)[..., 4][near]  # noqa: E731
+    confidence = lambda g: g[..., :10].reshape(1, 4, 4, 2, 5)[..., 4][near]
     with_crowd, without = crowd_gradient(head, raw, grid, [[2, 2, 12, 12]], crowd, confidence)
     assert with_crowd == 0 and without > 0
 
@@ -182,6 +185,9 @@ def test_roi_head_never_samples_a_crowd_proposal_as_background():
     ("configs/model/faster_rcnn_tiny.yaml", "fast_rcnn", r"name 'fast_rcnn' takes external proposals"),
     ("configs/model/fast_rcnn_tiny.yaml", "faster_rcnn", r"name 'faster_rcnn' needs proposal_source \{name: rpn\}"),
     ("configs/model/mask_rcnn_tiny.yaml", "faster_rcnn", r"name 'faster_rcnn' builds no mask branch"),
+    ("configs/model/fast_rcnn_tiny.yaml", "rcnn", r"name 'rcnn' needs roi_head.pooler: crop_warp"),
+    ("configs/model/rcnn_tiny.yaml", "fast_rcnn", r"name 'fast_rcnn' pools the image's feature maps"),
+    ("configs/model/rcnn_tiny.yaml", "faster_rcnn", r"name 'faster_rcnn' needs proposal_source \{name: rpn\}"),
 ])
 def test_model_names_select_what_they_say(config, name, message):
     from detseg.config import load_config, to_plain

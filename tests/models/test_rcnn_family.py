@@ -11,7 +11,7 @@ import torch
 from detseg.errors import DataError
 from detseg.experiment import build_model_for, build_split, load_experiment, train_from_config
 from detseg.inference import Predictor
-from detseg.models.detectors.rcnn import context_boxes
+from detseg.models.heads.region_features import context_boxes
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -50,7 +50,7 @@ def test_gen_proposals_writes_recall_and_resumes_from_its_cache(proposals, capsy
 
 @pytest.mark.parametrize("config, extra", [
     ("configs/rcnn/shapes.yaml", []),
-    ("configs/rcnn/shapes.yaml", ["model.classifier=svm"]),
+    ("configs/rcnn/shapes.yaml", ["model.roi_head.classifier=svm"]),
     ("configs/fast_rcnn/shapes.yaml", []),
 ])
 def test_two_iterations_evaluate_and_predict_on_a_new_image(proposals, tmp_path, config, extra):
@@ -59,7 +59,7 @@ def test_two_iterations_evaluate_and_predict_on_a_new_image(proposals, tmp_path,
     run_dir, metrics = train_from_config(ROOT / config, overrides, progress=False)
     assert "AP50" in metrics
     logged = (run_dir / "metrics.jsonl").read_text()
-    assert ("loss_svm" in logged) == ("model.classifier=svm" in extra)  # the SVM term, only with the SVM
+    assert ("loss_svm" in logged) == ("model.roi_head.classifier=svm" in extra)  # the SVM term, only with the SVM
     # a new image has no proposal file: selective search runs on it
     image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
     prediction = Predictor.from_checkpoint(run_dir / "last.pt")(image)

@@ -1,6 +1,6 @@
 import torch
 
-from detseg.models.heads.roi_heads import RoIPooler
+from detseg.models.heads.region_features import RoIPooler
 from tests.ops.test_ops import random_boxes, roi_pool_brute
 
 

@@ -144,7 +144,7 @@ def test_models_with_proposals_from_outside_the_network_are_refused_by_name(tmp_
     from detseg.models import build_model
 
     model = build_model({**to_plain(load_node(ROOT / "configs" / "model" / "rcnn_tiny.yaml")), "num_classes": 3})
-    with pytest.raises(ExportError, match="RCNN takes its proposals from selective search"):
+    with pytest.raises(ExportError, match="TwoStageDetector takes its proposals from selective search"):
         export_model(model, torch.zeros(3, 64, 64, dtype=torch.uint8), "onnx", tmp_path / "rcnn.onnx")
 
 

@@ -1,9 +1,11 @@
 """Heads: proposal sources (RPN, precomputed, selective search), RoI heads and the dense
 heads of one-stage detectors (YOLO v1, anchor-based YOLO, SSD)."""
 
-from detseg.models.heads.base import DenseHead, ProposalSource
+from detseg.models.heads.base import DenseHead, ProposalSource, RoIHead
 from detseg.models.heads.external_proposals import PrecomputedProposals, SelectiveSearchProposals
-from detseg.models.heads.roi_heads import RoIHeadOutput, RoIPooler, StandardRoIHead
+from detseg.models.heads.rcnn_head import RCNNRoIHead
+from detseg.models.heads.region_features import CropWarp, RoIPooler
+from detseg.models.heads.roi_heads import RoIHeadOutput, StandardRoIHead
 from detseg.models.heads.rpn import RPN, RPNOutput
 from detseg.models.heads.ssd import SSDHead, SSDOutput
 from detseg.models.heads.yolo import YoloHead, YoloOutput
@@ -11,18 +13,21 @@ from detseg.models.heads.yolo_v1 import YoloV1Head, YoloV1Output
 
 __all__ = [
     "RPN",
+    "CropWarp",
     "DenseHead",
-    "RPNOutput",
-    "RoIHeadOutput",
-    "SSDOutput",
-    "YoloOutput",
-    "YoloV1Output",
     "PrecomputedProposals",
     "ProposalSource",
+    "RCNNRoIHead",
+    "RPNOutput",
+    "RoIHead",
+    "RoIHeadOutput",
     "RoIPooler",
     "SSDHead",
+    "SSDOutput",
     "SelectiveSearchProposals",
     "StandardRoIHead",
     "YoloHead",
+    "YoloOutput",
     "YoloV1Head",
+    "YoloV1Output",
 ]

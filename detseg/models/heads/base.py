@@ -66,4 +66,37 @@ class ProposalSource(nn.Module):
         raise NotImplementedError
 
 
-__all__ = ["DenseHead", "ProposalSource", "ignore_boxes"]
+class RoIHead(nn.Module):
+    """A two-stage detector's second stage: ``forward(features, proposals, samples=None) ->
+    raw`` scores and refines the proposals (given ``samples``, the training step, it first
+    samples RoIs among proposals and ground truth); ``loss(raw, samples)``;
+    ``predict(raw, samples, output_sizes=None)`` returns detections at ``output_sizes`` (each
+    original image's size) or at the proposals' size.
+
+    ``reads_image``: True when the region features come from image crops (R-CNN), so the
+    detector passes :class:`~detseg.models.heads.region_features.ImageFeatures` instead of
+    feature maps."""
+
+    num_classes: int
+
+    @property
+    def reads_image(self) -> bool:
+        return False
+
+    @property
+    def predicts_masks(self) -> bool:
+        return False
+
+    def forward(self, features: Any, proposals: Sequence[Instances],
+                samples: Sequence[DetSample] | None = None) -> Any:
+        raise NotImplementedError
+
+    def loss(self, raw: Any, samples: Sequence[DetSample]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def predict(self, raw: Any, samples: Sequence[DetSample],
+                output_sizes: Sequence[tuple[int, int]] | None = None) -> list[Instances]:
+        raise NotImplementedError
+
+
+__all__ = ["DenseHead", "ProposalSource", "RoIHead", "ignore_boxes"]

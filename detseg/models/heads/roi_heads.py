@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,9 +11,17 @@ from torch import Tensor, nn
 
 from detseg.config import NonNegativeFloat, NonNegativeInt, PositiveInt, UnitInterval
 from detseg.errors import ConfigError
-from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
-from detseg.models.heads.base import ignore_boxes
+from detseg.models.backbones.base import FeatureSpec
+from detseg.models.heads.base import RoIHead, ignore_boxes
 from detseg.models.heads.mask_head import MaskBranch, MaskHeadConfig
+from detseg.models.heads.region_features import (
+    CropConfig,
+    ImageFeatures,
+    PoolerKind,
+    RoIPooler,
+    build_region_extractor,
+    extract_regions,
+)
 from detseg.models.preprocessor import rescale_instances
 from detseg.ops import (
     BalancedSampler,
@@ -23,96 +29,12 @@ from detseg.ops import (
     box_iou,
     class_weight_vector,
     class_weighted_cross_entropy,
-    roi_align,
-    roi_pool,
     smooth_l1_loss,
 )
 from detseg.ops.matcher import ignore_near_regions
 from detseg.ops.postprocess import select_detections
 from detseg.registry import ROI_HEADS
-from detseg.structures import BoxCoder, Boxes, DetSample, Instances
-
-
-class RoIPooler(nn.Module):
-    """Fixed-size features for boxes, from one level or from an FPN by box size.
-
-    With several levels, a box of area ``A`` goes to level
-    ``k = floor(k0 + log2(sqrt(A) / canonical_size))`` (FPN paper, eq. 1), clamped to the
-    available levels.
-
-    Args:
-        strides: stride of each level in ``in_features`` order (finest first).
-        output_size: side of the pooled grid (7 in Faster R-CNN).
-        kind: ``roi_align`` (bilinear, Mask R-CNN), ``roi_pool`` (max, Fast R-CNN) or
-            ``spp`` (SPP-net: max pooling into each grid of ``spp_levels``, flattened and
-            concatenated; the output is then ``[K, C * sum(l * l), 1, 1]``).
-        spp_levels: the pyramid's grid sides for ``spp``.
-        sampling_ratio: RoIAlign sample points per bin side; 0 takes ``ceil(roi side / output_size)``
-            (adaptive, as detectron2), which is cheapest for small RoIs.
-        aligned: RoIAlign's half-pixel correction (Detectron2); torchvision's zoo models
-            were trained without it.
-    """
-
-    def __init__(
-        self,
-        strides: Sequence[int],
-        output_size: int = 7,
-        kind: Literal["roi_align", "roi_pool", "spp"] = "roi_align",
-        sampling_ratio: NonNegativeInt = 0,
-        canonical_size: float = 224.0,
-        canonical_level: int = 4,
-        spp_levels: Sequence[int] = (1, 2, 4),
-        aligned: bool = True,
-    ) -> None:
-        super().__init__()
-        self.aligned = aligned
-        if kind not in ("roi_align", "roi_pool", "spp"):
-            raise ConfigError(f"pooler kind must be 'roi_align', 'roi_pool' or 'spp', got {kind!r}")
-        self.spp_levels = list(spp_levels)
-        self.strides = list(strides)
-        self.levels = [int(math.log2(s)) for s in strides]
-        self.output_size = output_size
-        self.kind = kind
-        self.sampling_ratio = sampling_ratio
-        self.canonical_size = canonical_size
-        self.canonical_level = canonical_level
-
-    def forward(self, maps: list[Tensor], boxes: list[Tensor]) -> Tensor:
-        """``maps`` per level ``[B, C, H, W]``; ``boxes`` per image ``[K_i, 4]`` -> ``[sum K_i, C, S, S]``."""
-        all_boxes = torch.cat(boxes)
-        if len(maps) == 1 or len(all_boxes) == 0:
-            return self._pool(maps[0], boxes, self.strides[0])
-        # Sizes come from tensors, never len(), and no level is skipped when empty: a traced
-        # export must not freeze the example image's box counts.
-        image_index = torch.cat([torch.full_like(b[:, 0], i, dtype=torch.int64) for i, b in enumerate(boxes)])
-        areas = Boxes(all_boxes).area().clamp(min=1e-6)
-        # the small epsilon keeps a box exactly at a level boundary where torchvision puts it
-        level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size) + 1e-6)
-        level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
-        pooled, order = [], []
-        for k, (feature, stride) in enumerate(zip(maps, self.strides)):
-            index = torch.nonzero(level == k).flatten()  # ascending, so grouped by image like _pool's output
-            pooled.append(self._pool(feature, [all_boxes[index[image_index[index] == i]] for i in range(len(boxes))],
-                                     stride))
-            order.append(index)
-        pooled = torch.cat(pooled)
-        out = torch.zeros_like(pooled)
-        out[torch.cat(order)] = pooled  # back to the order of the boxes
-        return out
-
-    def output_size_of(self, channels: int) -> int:
-        """Numbers per RoI that :meth:`forward` returns for ``channels`` input channels."""
-        if self.kind == "spp":
-            return channels * sum(level * level for level in self.spp_levels)
-        return channels * self.output_size * self.output_size
-
-    def _pool(self, feature: Tensor, boxes: list[Tensor], stride: int) -> Tensor:
-        if self.kind == "spp":
-            pyramid = [roi_pool(feature, boxes, level, 1.0 / stride).flatten(1) for level in self.spp_levels]
-            return torch.cat(pyramid, dim=1)[:, :, None, None]
-        if self.kind == "roi_align":
-            return roi_align(feature, boxes, self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
-        return roi_pool(feature, boxes, self.output_size, 1.0 / stride)
+from detseg.structures import BoxCoder, DetSample, Instances
 
 
 class TwoFCBoxHead(nn.Module):
@@ -237,7 +159,7 @@ class RoIHeadOutput:
 
 
 @ROI_HEADS.register("standard")
-class StandardRoIHead(nn.Module):
+class StandardRoIHead(RoIHead):
     """Fast R-CNN's head on given proposals: pooler -> 2FC -> scores + class deltas.
 
     Labels are ``0..C-1`` for classes and ``C`` for background.
@@ -247,7 +169,8 @@ class StandardRoIHead(nn.Module):
         in_features: levels to pool from, finest first.
         num_classes: object classes, without background. Supplied by the model builder
             (``model.num_classes``).
-        pooler: ``roi_align``, ``roi_pool`` or ``spp`` (see :class:`RoIPooler`).
+        pooler: ``roi_align``, ``roi_pool`` or ``spp`` (see :class:`RoIPooler`) from the feature
+            maps, or ``crop_warp`` (R-CNN's warped image crops through the trunk, :class:`CropWarp`).
         pool_size: side of the pooled grid.
         sampling_ratio: RoIAlign sample points per bin side (0: adaptive).
         fc_dim: width of the two FC layers.
@@ -269,6 +192,7 @@ class StandardRoIHead(nn.Module):
         aligned: RoIAlign's half-pixel correction, for boxes and masks (False in torchvision's zoo).
         min_box_size: detections not wider and taller than this (pixels) are dropped
             (torchvision: 0.01).
+        crop: the crop size and context of ``pooler: crop_warp`` (see :class:`CropConfig`).
     """
 
     def __init__(
@@ -276,7 +200,7 @@ class StandardRoIHead(nn.Module):
         input_shape: dict[str, FeatureSpec],
         in_features: Sequence[str],
         num_classes: int,
-        pooler: Literal["roi_align", "roi_pool", "spp"] = "roi_align",
+        pooler: PoolerKind = "roi_align",
         pool_size: PositiveInt = 7,
         sampling_ratio: NonNegativeInt = 0,
         fc_dim: PositiveInt = 1024,
@@ -295,14 +219,13 @@ class StandardRoIHead(nn.Module):
         norm: bool = False,
         aligned: bool = True,
         min_box_size: NonNegativeFloat = 1e-3,
+        crop: CropConfig | None = None,
     ) -> None:
         super().__init__()
-        specs = select_features(input_shape, in_features, "roi_head")
-        channels = shared_channels(specs, "roi_head")
         self.in_features = list(in_features)
         self.num_classes = num_classes
-        self.pooler = RoIPooler([spec.stride for spec in specs.values()], pool_size, pooler, sampling_ratio,
-                                aligned=aligned)
+        self.pooler, channels = build_region_extractor(pooler, input_shape, in_features, pool_size, sampling_ratio,
+                                                       aligned, crop)
         self.min_box_size = min_box_size
         if conv_dims or num_fcs != 2:
             if pooler == "spp":
@@ -322,23 +245,35 @@ class StandardRoIHead(nn.Module):
                              persistent=False)
         self.mask_branch = None
         if mask_head is not None:
+            if self.reads_image:
+                raise ConfigError("roi_head: the mask branch pools feature maps of the image; pooler 'crop_warp' "
+                                  "computes none")
             mask_cfg = mask_head if isinstance(mask_head, MaskHeadConfig) else MaskHeadConfig(**mask_head)
-            mask_pooler = RoIPooler([spec.stride for spec in specs.values()], mask_cfg.pool_size, "roi_align", 2,
-                                    aligned=aligned)
+            mask_pooler = RoIPooler(self.pooler.strides, mask_cfg.pool_size, "roi_align", 2, aligned=aligned)
             self.mask_branch = MaskBranch(channels, mask_pooler, num_classes, mask_cfg)
 
-    def forward(self, features: dict[str, Tensor], proposals: Sequence[Instances],
+    @property
+    def reads_image(self) -> bool:
+        """Whether the region features come from image crops (:class:`ImageFeatures`)."""
+        return self.pooler.reads_image
+
+    @property
+    def predicts_masks(self) -> bool:
+        return self.mask_branch is not None
+
+    def forward(self, features: dict[str, Tensor] | ImageFeatures, proposals: Sequence[Instances],
                 samples: Sequence[DetSample] | None = None) -> RoIHeadOutput:
         """Score and refine ``proposals``; given the ``samples`` (training), first sample RoIs
         among proposals + ground truth (:class:`RoISampler`)."""
-        maps = [features[n] for n in self.in_features]
+        maps = [] if self.reads_image else [features[n] for n in self.in_features]
         targets = mask_logits = None
         if samples is None:
             rois = [p.boxes.tensor for p in proposals]
         else:
             targets = self.roi_sampler(proposals, samples)
             rois = targets.rois
-        class_logits, deltas = self.box_predictor(self.box_head(self.pooler(maps, rois)))
+        regions = extract_regions(self.pooler, features, self.in_features, rois)
+        class_logits, deltas = self.box_predictor(self.box_head(regions))
         if samples is not None and self.mask_branch is not None:
             positives = [r[: len(m)] for r, m in zip(rois, targets.positive_gt)]
             if sum(len(p) for p in positives):
@@ -370,23 +305,30 @@ class StandardRoIHead(nn.Module):
 
         ``output_sizes``: per image, the size to return the detections at (the original
         image's), boxes scaled and masks pasted there; default: the proposals' size."""
-        boxes = raw.rois
         scores = raw.class_logits.softmax(-1)[:, : self.num_classes]
-        deltas = raw.box_deltas
-        decoded = self.box_coder.decode(deltas, torch.cat(boxes)) if len(deltas) else deltas
-        if len(boxes) == 1:  # no split by image, whose sizes a traced export would freeze
-            per_image = [(decoded, scores)]
-        else:
-            sizes = [len(b) for b in boxes]
-            per_image = list(zip(decoded.split(sizes), scores.split(sizes)))
-        results = []
-        for image_size, (image_boxes, image_scores) in zip(raw.image_sizes, per_image):
-            results.append(select_detections(image_boxes.reshape(-1, self.num_classes, 4), image_scores,
-                                             image_size, self.score_threshold, self.nms_threshold,
-                                             self.detections_per_image, min_box_size=self.min_box_size))
+        results = select_per_image(raw, scores, self.box_coder, self.score_threshold, self.nms_threshold,
+                                   self.detections_per_image, self.min_box_size)
         output = results
         if output_sizes is not None:
             output = [rescale_instances(r, size) for r, size in zip(results, output_sizes)]
         if self.mask_branch is not None:
             output = self.mask_branch.predict(raw.maps, results, output=output)
         return output
+
+
+def select_per_image(raw: RoIHeadOutput, scores: Tensor, box_coder: BoxCoder, score_threshold: float,
+                     nms_threshold: float, detections_per_image: int, min_box_size: float = 1e-3) -> list[Instances]:
+    """Per image, the RoIs' class-specific boxes decoded from ``raw.box_deltas[sum K_i, 4C]``
+    with their ``scores[sum K_i, C]``, through :func:`select_detections` (score threshold,
+    per-class NMS, top k), at the proposals' image size."""
+    num_classes = scores.shape[1]
+    deltas = raw.box_deltas
+    decoded = box_coder.decode(deltas, torch.cat(raw.rois)) if len(deltas) else deltas
+    if len(raw.rois) == 1:  # no split by image, whose sizes a traced export would freeze
+        per_image = [(raw.image_sizes[0], decoded, scores)]
+    else:
+        sizes = [len(b) for b in raw.rois]
+        per_image = zip(raw.image_sizes, decoded.split(sizes), scores.split(sizes))
+    return [select_detections(boxes.reshape(-1, num_classes, 4), image_scores, image_size, score_threshold,
+                              nms_threshold, detections_per_image, min_box_size=min_box_size)
+            for image_size, boxes, image_scores in per_image]
