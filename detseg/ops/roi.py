@@ -22,9 +22,7 @@ def rois_with_batch_index(boxes: list[Tensor]) -> Tensor:
     """List of per-image ``Tensor[K_i, 4]`` -> ``Tensor[sum K_i, 5]`` (batch index, x1, y1, x2, y2)."""
     if not boxes:
         return torch.zeros(0, 5)
-    index = torch.cat(
-        [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]  # traced: no baked count
-    )
+    index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)])
     return torch.cat([index, torch.cat(boxes)], dim=1)
 
 
@@ -33,9 +31,6 @@ def roi_pool(
 ) -> Tensor:
     """RoI max pooling (Fast R-CNN). ``features[B, C, H, W]`` -> ``Tensor[sum K_i, C, *output_size]``."""
     rois = rois_with_batch_index(boxes).to(features)
-    if rois.shape[0] == 0 and not torch.jit.is_tracing():  # traced, the example's count must not stick
-        h, w = _pair(output_size)
-        return features.new_zeros((0, features.shape[1], h, w))
     return tv_ops.roi_pool(features, rois, _pair(output_size), spatial_scale)
 
 
@@ -52,11 +47,7 @@ def roi_align(
     ``features[B, C, H, W]`` -> ``Tensor[sum K_i, C, *output_size]``.
     """
     rois = rois_with_batch_index(boxes).to(features)
-    if rois.shape[0] == 0 and not torch.jit.is_tracing():  # traced, the example's count must not stick
-        h, w = _pair(output_size)
-        return features.new_zeros((0, features.shape[1], h, w))
     if features.device.type == "cpu" and features.shape[1] >= FAST_CPU_MIN_CHANNELS:
-        # falls back to torchvision by itself when traced, scripted or compiled
         return roi_align_fast.roi_align(features, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
     return tv_ops.roi_align(features, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
 

@@ -57,7 +57,7 @@ class DetSample:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """``(height, width)`` of ``image`` (plain ints; traced values while an export traces)."""
+        """``(height, width)`` of ``image``."""
         return self.image.shape[1], self.image.shape[2]
 
     def to(self, device: torch.device | str) -> DetSample:
