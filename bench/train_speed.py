@@ -3,6 +3,7 @@ with the same trainable layers, timed in turns.
 
     python bench/train_speed.py [--family faster|mask] [--size 800] [--runs 10] [--threads 2]
                                 [--warmup 1] [--score-thresh 0.05] [--rows 800,128,tiny]
+                                [--device cpu|cuda]
 
 The two sides are the same network with the same trainable parameters:
 
@@ -44,6 +45,9 @@ drift apart (in a trial both fell to 0 detections), hence the reset.
 
 ``--rows``: ``800`` (the R50-FPN comparison at ``--size``), ``128`` (the same at 128 x 128)
 and ``tiny`` (detseg's small CPU config ``<family>_rcnn_tiny`` alone at 128 x 128, for scale).
+
+``--device cuda``: both sides on the GPU, each timed step ended by ``torch.cuda.synchronize()``;
+the peak memory compared is then the GPU's (``torch.cuda.max_memory_allocated``).
 """
 
 from __future__ import annotations
@@ -164,19 +168,23 @@ def count_roi_head_nms(framework: str) -> list[int]:
 
 
 def worker(framework: str, family: str, kind: str, height: int, width: int, count: int, threads: int,
-           score_thresh: float, init: str, scratch: str) -> None:
+           score_thresh: float, init: str, scratch: str, device: str = "cpu") -> None:
     """Build one model (from the torchvision state dict ``init`` when given), then answer
     the parent's commands on stdin one line at a time: ``train`` (one timed training
     iteration), ``infer K`` (timed inference on image K; the first one puts the initial
     weights back, so that inference runs on the weights both sides share), ``quit`` (peak
-    RSS). Replies are ``BENCH <json>`` lines on stdout."""
+    RSS, and peak GPU memory on ``cuda``). Replies are ``BENCH <json>`` lines on stdout."""
     import torch
+
+    def sync() -> None:  # GPU kernels run asynchronously: a step ends when the device is done
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     reply_to = os.fdopen(os.dup(1), "w", buffering=1)
     sys.stdout = sys.stderr  # anything else the libraries print stays off the protocol
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    data = samples(max(count, 2), height, width)
+    data = [s.to(device) for s in samples(max(count, 2), height, width)]
     if framework == "detseg":
         model = detseg_model(family, kind, score_thresh, init)
 
@@ -200,6 +208,7 @@ def worker(framework: str, family: str, kind: str, height: int, width: int, coun
         def infer(sample):
             return len(model([to_tv(sample)])[0]["boxes"])
 
+    model.to(device)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
     batch = data[:2]
     nms_inputs = count_roi_head_nms(framework)
@@ -216,34 +225,40 @@ def worker(framework: str, family: str, kind: str, height: int, width: int, coun
         command = line.split()
         if command[0] == "train":
             model.train()
+            sync()
             begin = time.perf_counter()
             loss = loss_of(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            sync()
             send(seconds=time.perf_counter() - begin)
         elif command[0] == "infer":
             if model.training:  # the weights before training, the same on both sides
-                model.load_state_dict(torch.load(initial, weights_only=True, mmap=True))
+                model.load_state_dict(torch.load(initial, weights_only=True, mmap=True, map_location=device))
                 model.eval()
             sample = data[int(command[1]) % len(data)]
             nms_inputs.clear()
             with torch.no_grad():
+                sync()
                 begin = time.perf_counter()
                 detections = infer(sample)
+                sync()
                 seconds = time.perf_counter() - begin
             send(seconds=seconds, detections=detections, nms_input=sum(nms_inputs))
         elif command[0] == "quit":
-            send(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+            send(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak_gpu_mb=gpu)
             return
 
 
 class Worker:
     """A worker process and its line protocol."""
 
-    def __init__(self, framework, family, kind, height, width, count, threads, score_thresh, init, scratch) -> None:
+    def __init__(self, framework, family, kind, height, width, count, threads, score_thresh, init, scratch,
+                 device="cpu") -> None:
         cmd = [sys.executable, __file__, "--worker", framework, family, kind, str(height), str(width), str(count),
-               str(threads), str(score_thresh), init, scratch]
+               str(threads), str(score_thresh), init, scratch, device]
         self.name = framework
         self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.info = self.read()
@@ -260,9 +275,10 @@ class Worker:
         return self.read()
 
     def close(self) -> float:
-        rss = self.ask("quit")["peak_rss_mb"]
+        """The peak memory: GPU memory on ``cuda``, else the process's RSS (MB)."""
+        reply = self.ask("quit")
         self.process.wait()
-        return rss
+        return reply["peak_gpu_mb"] if reply.get("peak_gpu_mb") is not None else reply["peak_rss_mb"]
 
 
 def timed_rounds(workers: list[Worker], command, rounds: int, warmup: int) -> tuple[dict, dict]:
@@ -301,8 +317,8 @@ def compare(family: str, kind: str, height: int, width: int, args) -> None:
     frameworks = ["detseg", "torchvision"] if kind != "tiny" else ["detseg"]
     with tempfile.TemporaryDirectory() as scratch:
         init = shared_initial_weights(family, height, width, args.score_thresh, scratch) if kind != "tiny" else ""
-        workers = [Worker(f, family, kind, height, width, args.runs, args.threads, args.score_thresh, init, scratch)
-                   for f in frameworks]
+        workers = [Worker(f, family, kind, height, width, args.runs, args.threads, args.score_thresh, init, scratch,
+                          args.device) for f in frameworks]
         measure(workers, family, kind, height, width, args)
 
 
@@ -332,8 +348,9 @@ def measure(workers: list[Worker], family: str, kind: str, height: int, width: i
     train, _ = timed_rounds(workers, lambda i: "train", args.runs, args.warmup)
     infer, detections = timed_rounds(workers, lambda i: f"infer {i}", args.runs, args.warmup)
     rss = {w.name: w.close() for w in workers}
+    memory = "peak GPU MB" if args.device == "cuda" else "peak RSS MB"
     print(f"  {'':12} {'train s/iter (batch 2)':>26} {'train img/s':>11} {'infer ms/img':>26} "
-          f"{'peak RSS MB':>11}  detections/img; boxes into the RoI head's NMS per image")
+          f"{memory:>11}  detections/img; boxes into the RoI head's NMS per image")
     for name in frameworks:
         print(f"  {name:12} {train[name].s():>26} {2 / train[name].median:11.2f} {infer[name].ms():>26} "
               f"{rss[name]:11.0f}  {counts_text(detections[name]['detections'])}; "
@@ -341,7 +358,7 @@ def measure(workers: list[Worker], family: str, kind: str, height: int, width: i
     if len(workers) == 2:
         print(f"  ratio detseg / torchvision, median of per-round ratios (min-max): training time "
               f"{ratio(train['detseg'], train['torchvision'])}, inference time "
-              f"{ratio(infer['detseg'], infer['torchvision'])}, peak RSS {rss['detseg'] / rss['torchvision']:.3f}")
+              f"{ratio(infer['detseg'], infer['torchvision'])}, {memory[:-3]} {rss['detseg'] / rss['torchvision']:.3f}")
     sys.stdout.flush()
 
 
@@ -354,14 +371,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads, the same on both sides")
     parser.add_argument("--score-thresh", type=float, default=0.05, help="RoI head score threshold, both sides")
     parser.add_argument("--rows", default="800,128,tiny", help="comma-separated: 800 (i.e. --size), 128, tiny")
-    parser.add_argument("--worker", nargs=10, help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both sides run")
+    parser.add_argument("--worker", nargs=11, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        framework, family, kind, height, width, count, threads, score, init, scratch = args.worker
-        worker(framework, family, kind, int(height), int(width), int(count), int(threads), float(score), init, scratch)
+        framework, family, kind, height, width, count, threads, score, init, scratch, device = args.worker
+        worker(framework, family, kind, int(height), int(width), int(count), int(threads), float(score), init, scratch,
+               device)
         return
     start(f"bench/train_speed.py {' '.join(sys.argv[1:])}".strip(), args.threads)
-    print(f"{args.family.title()} R-CNN; score threshold {args.score_thresh} on both sides")
+    print(f"{args.family.title()} R-CNN on {args.device}; score threshold {args.score_thresh} on both sides")
     for row in args.rows.split(","):
         if row == "tiny":
             compare(args.family, "tiny", 128, 128, args)
