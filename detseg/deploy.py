@@ -8,11 +8,14 @@ transforms (the normalisation is inside the graph), and returns:
   and for Mask R-CNN ``masks uint8[N, H, W]`` (0/1, pasted into the image);
 - segmenters: ``labels int64[H, W]``, the class per pixel.
 
-Segmenters are exported for any image size (they are fully convolutional, and the padding
-to the backbone's stride is computed in the graph). Detectors are exported for the size they
-are traced at (their anchors or default boxes and the box clipping are computed from it):
-resize inputs to that size, as the config's validation transforms do. Running a detector's
-file on another size is refused, naming both.
+Every export takes any image size. Segmenters are fully convolutional: the padding to the
+backbone's stride is computed in the graph. A detector's network runs at the size it was
+traced at (its anchors or default boxes, and the numbers of boxes its stages keep, are laid
+out for it): the graph letterboxes the image to that size (one scale factor that fits it,
+bilinear, padded bottom and right, :func:`letterbox`), detects, and maps the boxes (and
+masks) back to the image. An image of the traced size passes through unchanged, so on the
+validation images, which the config's transforms bring to that size, the export computes
+what PyTorch does.
 
 :func:`parity_check` runs the exported file (onnxruntime, or ``torch.jit.load``) and the
 PyTorch model on validation images and compares their outputs and their metric; it raises
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detseg.errors import DetsegError
@@ -44,23 +48,65 @@ class ExportError(DetsegError):
     """The export failed, or its outputs differ from the PyTorch model's."""
 
 
+def image_size_tensor(image: Tensor) -> Tensor:
+    """``float[2]``: ``(height, width)`` of ``image[..., H, W]``, read in the graph when traced."""
+    return torch._shape_as_tensor(image)[-2:].float()
+
+
+def letterbox(image: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """``image[3, H, W]`` (0-255) scaled by one factor ``s = min(size_h / H, size_w / W)`` to
+    ``round(s H) x round(s W)`` (bilinear), then padded with 0 on the bottom and right to
+    ``float[3, *size]``; returns it and ``s`` (a 0-dim tensor). An image of ``size`` comes
+    back unchanged, with ``s = 1``."""
+    shape = image_size_tensor(image)
+    scale = (torch.tensor(size, dtype=torch.float32) / shape).min()
+    scaled = (shape * scale).round().long()
+    # traced, the sizes must stay tensors (ints would freeze the example's); eager, ints
+    new_size = [scaled[0], scaled[1]] if torch.jit.is_tracing() else [int(scaled[0]), int(scaled[1])]
+    resized = F.interpolate(image[None].float(), size=new_size, mode="bilinear", align_corners=False)[0]
+    padded = F.pad(resized, (0, size[1] - resized.shape[-1], 0, size[0] - resized.shape[-2]))
+    return padded, scale
+
+
 class ExportableModel(nn.Module):
     """``forward(image uint8[3, H, W]) -> tensors``: a detseg model behind a plain tensor
-    interface that the ONNX and TorchScript tracers can follow."""
+    interface that the ONNX and TorchScript tracers can follow.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``network_size``: ``(height, width)`` a detector's network runs at (the traced size); any
+    input is letterboxed to it (:func:`letterbox`) and its detections mapped back."""
+
+    def __init__(self, model: nn.Module, network_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.model = model.eval()
         self.segments = isinstance(model, Segmenter)
         self.has_masks = isinstance(model, Detector) and model.predicts_masks
+        self.network_size = None if self.segments else network_size
 
     def forward(self, image: Tensor):
+        if self.segments or self.network_size is None:
+            return self._predict(image)
+        network_input, scale = letterbox(image, self.network_size)
+        boxes, scores, labels, *masks = self._predict(network_input)
+        size = image_size_tensor(image)
+        boxes = torch.min((boxes / scale).clamp(min=0), size.flip(0).repeat(2))  # xyxy: (w, h, w, h)
+        if masks:
+            masks = [self._masks_at_image_size(masks[0], image, scale)]
+        return (boxes, scores, labels, *masks)
+
+    def _predict(self, image: Tensor):
         sample = DetSample(image=image, image_id=0, orig_size=(image.shape[-2], image.shape[-1]))
         prediction = self.model.predict([sample])[0]
         if self.segments:
             return prediction
         outputs = (prediction.boxes.tensor, prediction.scores, prediction.labels)
         return (*outputs, prediction.masks.to(torch.uint8)) if self.has_masks else outputs
+
+    def _masks_at_image_size(self, masks: Tensor, image: Tensor, scale: Tensor) -> Tensor:
+        """``uint8[N, h, w]`` masks of the letterboxed image -> ``uint8[N, H, W]`` of ``image``:
+        the scaled image's region, resized by nearest neighbour."""
+        region = (image_size_tensor(image) * scale).round().long()
+        cropped = masks[:, None, : region[0], : region[1]].float()  # [N, 1, h, w]: N may be 0
+        return F.interpolate(cropped, size=(image.shape[-2], image.shape[-1]), mode="nearest")[:, 0].to(torch.uint8)
 
     def output_names(self) -> list[str]:
         if self.segments:
@@ -74,10 +120,10 @@ SHAPE_FILE = "detseg_input_shape.json"
 
 def input_shape(model: nn.Module, example: Tensor) -> list[int | None]:
     """``[3, H, W]`` of what the export of ``model`` takes; ``None`` for a size that may vary
-    (segmenters, unless they predict by sliding window, whose window grid is traced)."""
-    if isinstance(model, Segmenter) and model.any_input_size:
-        return [3, None, None]
-    return list(example.shape)
+    (every model but a segmenter that predicts by sliding window, whose window grid is traced)."""
+    if isinstance(model, Segmenter) and not model.any_input_size:
+        return list(example.shape)
+    return [3, None, None]
 
 
 def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path, opset: int = 17) -> Path:
@@ -89,7 +135,7 @@ def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path
                           f"proposals) instead")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportableModel(model).eval()
+    wrapper = ExportableModel(model, network_size=(example.shape[-2], example.shape[-1])).eval()
     if not wrapper.segments:
         with torch.no_grad():
             found = len(wrapper(example)[0])
@@ -104,8 +150,11 @@ def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path
                 torch.jit.save(torch.jit.trace(wrapper, (example,), check_trace=False), str(out),
                                _extra_files={SHAPE_FILE: json.dumps(shape)})
             elif fmt == "onnx":
-                dynamic = {"image": {1: "height", 2: "width"}, "labels": {0: "height", 1: "width"}} \
-                    if shape[1] is None else None
+                dynamic = None
+                if shape[1] is None:
+                    dynamic = {"image": {1: "height", 2: "width"}}
+                    dynamic.update({"labels": {0: "height", 1: "width"}} if wrapper.segments else
+                                   {"masks": {1: "height", 2: "width"}} if wrapper.has_masks else {})
                 torch.onnx.export(wrapper, (example,), str(out), dynamo=False, opset_version=opset,
                                   input_names=["image"], output_names=wrapper.output_names(),
                                   dynamic_axes=dynamic)

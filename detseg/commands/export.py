@@ -5,9 +5,9 @@
         [--images 50] [--tolerance 1e-3] [--no-check] [key=value ...]
 
 ``python tools/export.py`` is the same command. The graph takes one ``uint8[3, H, W]`` RGB
-image (after the config's validation transforms) and returns ``boxes, scores, labels``
-(detectors, postprocessing included, exported for the size of the first validation image) or
-a ``labels[H, W]`` map (segmenters, any size). The parity check runs the exported file
+image of any size and returns ``boxes, scores, labels`` (detectors, postprocessing included;
+the network runs at the first validation image's size, to which the graph letterboxes the
+image, and the boxes come back in the image's pixels) or a ``labels[H, W]`` map (segmenters). The parity check runs the exported file
 (onnxruntime or TorchScript) and PyTorch on the checkpoint's validation images (overrides
 change ``data.val``) and compares detections and AP / label maps and mIoU; beyond the
 tolerance the export fails, exits 1 and the file is removed.

@@ -12,7 +12,15 @@ import onnxruntime  # noqa: F401 - a dev dependency: missing, the suite fails ra
 import pytest
 import torch
 
-from detseg.deploy import ExportableModel, ExportError, export_model, load_exported, parity_check
+from detseg.deploy import (
+    ExportableModel,
+    ExportError,
+    _detection_difference,
+    check_input_shape,
+    export_model,
+    load_exported,
+    parity_check,
+)
 from detseg.experiment import (
     build_evaluator,
     build_model_for,
@@ -107,22 +115,28 @@ def test_segmenter_onnx_export_matches_pytorch(config, tmp_path):
     assert report.exported_metric == pytest.approx(report.torch_metric, abs=1e-3)
 
 
-@pytest.mark.parametrize("config", ["faster_rcnn/shapes", "mask_rcnn/shapes"])
-def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(config, tmp_path):
-    """Briefly trained, so that the RPN's proposals survive NMS in numbers that differ from
-    image to image: a graph that froze the example's counts fails on the others. Mask
-    R-CNN's masks must match too (as pixels, and through mask AP)."""
-    overrides = [f"output_dir={tmp_path / 'run'}", "train.max_iters=60", "train.eval_every=0",
+@pytest.fixture(scope="module", params=["faster_rcnn/shapes", "mask_rcnn/shapes"])
+def trained_two_stage(request, tmp_path_factory):
+    """Faster or Mask R-CNN briefly trained, so that the RPN's proposals survive NMS in numbers
+    that differ from image to image: ``(config name, model, samples, make_evaluator)``."""
+    name = request.param
+    overrides = [f"output_dir={tmp_path_factory.mktemp('run')}", "train.max_iters=60", "train.eval_every=0",
                  "train.best_metric=null", "train.schedule.warmup_iters=20", "data.train.batch_size=4",
                  "data.val.dataset.num_images=12", "data.check=off", "model.proposal_source.nms_threshold=0.2"]
-    config = ROOT / "configs" / f"{config}.yaml"
-    run_dir, _ = train_from_config(config, overrides, progress=False)
-    cfg = load_experiment(config, overrides)
+    path = ROOT / "configs" / f"{name}.yaml"
+    run_dir, _ = train_from_config(path, overrides, progress=False)
+    cfg = load_experiment(path, overrides)
     dataset = build_split(cfg, "val")
     model = build_model_for(cfg, dataset)
     model.load_state_dict(torch.load(run_dir / "last.pt", weights_only=True)["model"])
     model.eval()
-    samples = [dataset[i] for i in range(len(dataset))]
+    return name, model, [dataset[i] for i in range(len(dataset))], lambda: build_evaluator(cfg, dataset)
+
+
+def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(trained_two_stage, tmp_path):
+    """A graph that froze the example's proposal counts fails on the other images. Mask
+    R-CNN's masks must match too (as pixels, and through mask AP)."""
+    name, model, samples, make_evaluator = trained_two_stage
     with torch.no_grad():
         counts = set()
         for s in samples:
@@ -131,10 +145,10 @@ def test_two_stage_onnx_export_matches_pytorch_where_proposal_counts_differ(conf
             counts.add(len(model.proposal_source.predict(raw, batch.samples)[0]))
     assert len(counts) > 1, counts
     path = export_model(model, samples[0].image, "onnx", tmp_path / "model.onnx")
-    report = parity_check(model, path, samples, lambda: build_evaluator(cfg, dataset), tolerance=1e-3)
+    report = parity_check(model, path, samples, make_evaluator, tolerance=1e-3)
     assert report.max_output_diff <= 1e-3
     assert report.exported_metric == pytest.approx(report.torch_metric, abs=1e-3)
-    if config == "mask_rcnn/shapes":
+    if name == "mask_rcnn/shapes":
         assert report.mask_metrics is not None and report.mask_metrics[0] > 0
         assert report.mask_metrics[1] == pytest.approx(report.mask_metrics[0], abs=1e-3)
 
@@ -148,12 +162,59 @@ def test_models_with_proposals_from_outside_the_network_are_refused_by_name(tmp_
         export_model(model, torch.zeros(3, 64, 64, dtype=torch.uint8), "onnx", tmp_path / "rcnn.onnx")
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_a_detector_export_refuses_another_image_size(fmt, tmp_path):
-    model, samples, _ = model_and_images("ssd/shapes", 1)
-    path = export_model(model, samples[0].image, fmt, tmp_path / f"ssd.{fmt}")
+def check_larger_image_maps_back(model, image, fmt, folder):
+    """On ``image`` enlarged 2x by pixel repetition, the letterbox (bilinear, scale 1/2) gives
+    back ``image`` exactly, so the export must give the image's detections with boxes x2 and
+    masks enlarged 2x by repetition."""
+    path = export_model(model, image, fmt, folder / f"model.{fmt}")
+    enlarged = image.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    with torch.no_grad():
+        boxes, scores, labels, *masks = ExportableModel(model)(image)
+    got_boxes, got_scores, got_labels, *got_masks = load_exported(path)(enlarged)
+    assert len(boxes) > 0 and torch.equal(got_labels, labels)
+    torch.testing.assert_close(got_boxes, 2 * boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(got_scores, scores, atol=1e-4, rtol=0)
+    if masks:
+        height, width = enlarged.shape[1:]
+        assert got_masks[0].shape == (len(boxes), height, width)
+        expected = masks[0].repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+        assert (got_masks[0] != expected).float().mean() < 1e-3
+    return path
+
+
+def check_other_sizes(model, path, image):
+    """Images of other sizes and aspect ratios give PyTorch's detections of the same
+    letterboxed image, in the image's own pixels (masks at its size)."""
+    run, reference = load_exported(path), ExportableModel(model, network_size=tuple(image.shape[1:]))
+    for height, width in [(96, 160), (200, 150)]:
+        resized = torch.nn.functional.interpolate(image[None].float(), size=(height, width))[0].to(torch.uint8)
+        with torch.no_grad():
+            expected = reference(resized)
+        got = run(resized)
+        assert _detection_difference(expected, got) <= 1e-3, (height, width)
+        assert len(got[0]) == 0 or (got[0][:, 0::2].max() <= width and got[0][:, 1::2].max() <= height)
+        if len(got) == 4:
+            assert got[3].shape[1:] == (height, width)
+
+
+def test_a_fixed_size_export_refuses_another_size_naming_both(tmp_path):
+    """Only a segmenter predicting by sliding window (its window grid is traced) has one size."""
     with pytest.raises(ExportError, match=r"exported for images of shape \[3, 128, 128\].*got \[3, 96, 160\]"):
-        load_exported(path)(torch.zeros(3, 96, 160, dtype=torch.uint8))
+        check_input_shape(tmp_path / "model.onnx", [3, 128, 128], torch.zeros(3, 96, 160, dtype=torch.uint8))
+    check_input_shape(tmp_path / "model.onnx", [3, None, None], torch.zeros(3, 96, 160, dtype=torch.uint8))
+
+
+def test_a_one_stage_export_takes_any_image_size(trained_one_stage, tmp_path):
+    _, model, samples, _ = trained_one_stage
+    path = check_larger_image_maps_back(model, samples[0].image, "onnx", tmp_path)
+    check_other_sizes(model, path, samples[0].image)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_two_stage_export_takes_any_image_size(trained_two_stage, fmt, tmp_path):
+    _, model, samples, _ = trained_two_stage
+    path = check_larger_image_maps_back(model, samples[0].image, fmt, tmp_path)
+    check_other_sizes(model, path, samples[0].image)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
