@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     seg.add_argument("--class-names", nargs="+", help="one name per class index")
     parser.add_argument("--out", help="write the metrics as JSON here")
     parser.add_argument("--report", metavar="DIR", help="also write plots (PR curves, confusion matrix, per-class "
-                        "bars) and DIR/report.html")
+                        "bars), DIR/report.html and DIR/gallery.html (the worst images with their errors drawn)")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint on CONFIG's data.val")
     parser.add_argument("overrides", nargs="*", metavar="[CONFIG] KEY=VALUE",
                         help="an experiment YAML (with --checkpoint) and config overrides")
@@ -123,6 +123,8 @@ def _evaluate(argv: list[str] | None) -> int:
         if args.report:
             write_metrics_json(metrics, Path(args.report) / "metrics.json")
             print(f"wrote {Path(args.report) / 'report.html'}")
+            if (Path(args.report) / "gallery.html").is_file():
+                print(f"wrote {Path(args.report) / 'gallery.html'} (the worst images, by kind of error)")
         return 0
     from detseg.evaluation.files import evaluate_detection_files, evaluate_mask_folders
 

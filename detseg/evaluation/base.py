@@ -13,7 +13,12 @@ class Evaluator:
     Subclasses keep their state in plain Python objects; :func:`gather` concatenates the
     state of all processes before ``compute`` so a multi-process run gives the numbers of
     a single-process run.
+
+    ``dataset`` is the data set an evaluator was built for (``None`` when built from files):
+    the report's gallery draws its images.
     """
+
+    dataset: Any = None
 
     def reset(self) -> None:
         raise NotImplementedError

@@ -144,4 +144,6 @@ def build_coco_evaluator(
     dataset: Any, iou_type: Literal["bbox", "segm", "bbox+segm"] = "bbox", backend: Backend = "auto"
 ) -> CocoEvaluator:
     """A COCO evaluator whose ground truth is ``dataset.coco_ground_truth()``."""
-    return CocoEvaluator(dataset.coco_ground_truth(), iou_type=iou_type, backend=backend)
+    evaluator = CocoEvaluator(dataset.coco_ground_truth(), iou_type=iou_type, backend=backend)
+    evaluator.dataset = dataset
+    return evaluator

@@ -131,8 +131,10 @@ def plot_bars(values: dict[str, float], path: Path, title: str, xlabel: str) -> 
 
 
 def write_detection_report(out: str | Path, metrics: dict[str, float], ground_truth: dict[str, Any],
-                           results: Sequence[dict[str, Any]], title: str, iou_type: str = "bbox") -> Path:
-    """The plots and ``report.html`` in ``out``; returns the HTML path."""
+                           results: Sequence[dict[str, Any]], title: str, iou_type: str = "bbox",
+                           links: Sequence[tuple[str, str]] = ()) -> Path:
+    """The plots and ``report.html`` in ``out``; returns the HTML path. ``links``:
+    ``(href, text)`` of other pages (the gallery)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     categories = sorted(ground_truth["categories"], key=lambda c: c["id"])
@@ -152,11 +154,11 @@ def write_detection_report(out: str | Path, metrics: dict[str, float], ground_tr
     plot_bars({n: per_class.get(n, {}).get("AP", math.nan) for n in names}, out / "ap_per_class.png",
               "AP per class (COCO, IoU 0.5:0.95)", "AP")
     figures.append(("ap_per_class.png", "AP per class"))
-    return _write_html(out, title, metrics, figures)
+    return _write_html(out, title, metrics, figures, links)
 
 
 def write_segmentation_report(out: str | Path, metrics: dict[str, float], matrix: np.ndarray,
-                              class_names: Sequence[str], title: str) -> Path:
+                              class_names: Sequence[str], title: str, links: Sequence[tuple[str, str]] = ()) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(matrix, class_names, out / "confusion_matrix.png", "Pixel confusion (row-normalised)",
@@ -166,10 +168,11 @@ def write_segmentation_report(out: str | Path, metrics: dict[str, float], matrix
               "IoU per class", "IoU")
     figures = [("confusion_matrix.png", "Pixel confusion matrix, each ground-truth row divided by its pixels"),
                ("iou_per_class.png", "IoU per class")]
-    return _write_html(out, title, metrics, figures)
+    return _write_html(out, title, metrics, figures, links)
 
 
-def _write_html(out: Path, title: str, metrics: dict[str, float], figures: list[tuple[str, str]]) -> Path:
+def _write_html(out: Path, title: str, metrics: dict[str, float], figures: list[tuple[str, str]],
+                links: Sequence[tuple[str, str]] = ()) -> Path:
     nested = nest_per_class(metrics)
     per_class = nested.pop("per_class", {})
 
@@ -186,14 +189,16 @@ def _write_html(out: Path, title: str, metrics: dict[str, float], figures: list[
     class_table = ("<h2>Per class</h2><table><tr><th>class</th>"
                    + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + f"</tr>{class_rows}</table>"
                    if per_class else "")
+    pages = "".join(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>' for href, text in links)
     images = "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>" for name, caption in figures)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<link rel="icon" href="data:,">
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin-bottom:1em}}
 th,td{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f4f4f4}}
 figure{{display:inline-block;margin:0 1em 1em 0;vertical-align:top}}img{{max-width:520px}}</style></head>
-<body><h1>{html.escape(title)}</h1>
+<body><h1>{html.escape(title)}</h1>{pages}
 <h2>Metrics</h2><table>{overall}</table>
 {class_table}
 <h2>Plots</h2>{images}
@@ -207,15 +212,20 @@ figure{{display:inline-block;margin:0 1em 1em 0;vertical-align:top}}img{{max-wid
 def write_evaluation_report(evaluator: Any, metrics: dict[str, float], out: str | Path, title: str) -> Path | None:
     """The report of a finished evaluation from the evaluator's state: a results evaluator
     (COCO / VOC; PR curves are COCOeval's) or a segmentation evaluator. Collective in a
-    distributed run; rank 0 writes and gets the HTML path, the others ``None``."""
+    distributed run; rank 0 writes and gets the HTML path, the others ``None``. With a
+    data set to draw, ``gallery.html`` beside it shows the worst images
+    (:mod:`detseg.evaluation.gallery`)."""
     from detseg.engine.distributed import is_main_process
     from detseg.evaluation.base import gather
+    from detseg.evaluation.gallery import write_evaluation_gallery
     from detseg.evaluation.segmentation import SegmentationEvaluator
 
     if isinstance(evaluator, SegmentationEvaluator):
         matrix = sum(gather([evaluator.matrix.numpy()]))
+        worst = evaluator.worst.gathered()
         if is_main_process():
-            return write_segmentation_report(out, metrics, matrix, evaluator.class_names, title)
+            gallery = write_evaluation_gallery(evaluator, out, worst_images=worst)
+            return write_segmentation_report(out, metrics, matrix, evaluator.class_names, title, _links(gallery))
         return None
     if not hasattr(evaluator, "gathered_results"):
         raise TypeError(f"no report for a {type(evaluator).__name__}")
@@ -223,4 +233,9 @@ def write_evaluation_report(evaluator: Any, metrics: dict[str, float], out: str 
     if not is_main_process():
         return None
     iou_type = "segm" if evaluator.iou_type == "segm" else "bbox"
-    return write_detection_report(out, metrics, evaluator.ground_truth, results, title, iou_type)
+    gallery = write_evaluation_gallery(evaluator, out, results=results)
+    return write_detection_report(out, metrics, evaluator.ground_truth, results, title, iou_type, _links(gallery))
+
+
+def _links(gallery: Path | None) -> list[tuple[str, str]]:
+    return [(gallery.name, "Worst images: a gallery of the errors, with a filter by class and kind")] if gallery else []

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from detseg.constants import IGNORE_INDEX
 from detseg.evaluation.base import Evaluator, gather
+from detseg.evaluation.worst import WorstImages
 from detseg.registry import EVALUATORS
 
 
@@ -76,7 +77,12 @@ class SegmentationEvaluator(Evaluator):
         num_classes: labels are ``0..num_classes-1``.
         class_names: one per class; defaults to ``"0", "1", ...``.
         ignore_index: ground-truth value of pixels left out.
+
+    It also keeps the :attr:`gallery_size` images of lowest per-image mIoU with their label
+    maps (``worst``), for the report's gallery.
     """
+
+    gallery_size = 24
 
     def __init__(
         self,
@@ -95,12 +101,16 @@ class SegmentationEvaluator(Evaluator):
 
     def reset(self) -> None:
         self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        self.worst = WorstImages(self.gallery_size)
 
     def update(self, predictions: Sequence[Tensor], targets: Sequence[Tensor]) -> None:
         """Add pairs of ``int[H, W]`` label maps (prediction, ground truth) of equal size."""
         for pred, target in zip(predictions, targets, strict=True):
-            self.matrix += confusion_matrix(torch.as_tensor(pred).cpu(), torch.as_tensor(target).cpu(),
-                                            self.num_classes, self.ignore_index)
+            pred, target = torch.as_tensor(pred).cpu(), torch.as_tensor(target).cpu()
+            matrix = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+            self.matrix += matrix
+            self.worst.offer(segmentation_metrics(matrix.numpy(), self.class_names)["mIoU"],
+                             lambda p=pred, t=target: (p.to(torch.int16).numpy(), t.to(torch.int16).numpy()))
 
     def compute(self) -> dict[str, float]:
         matrix = sum(gather([self.matrix.numpy()]))
@@ -111,4 +121,6 @@ class SegmentationEvaluator(Evaluator):
 def build_segmentation_evaluator(dataset: Any, ignore_index: int = IGNORE_INDEX) -> SegmentationEvaluator:
     """Classes are the data set's ``semantic_class_names``."""
     names = dataset.semantic_class_names
-    return SegmentationEvaluator(len(names), names, ignore_index)
+    evaluator = SegmentationEvaluator(len(names), names, ignore_index)
+    evaluator.dataset = dataset
+    return evaluator

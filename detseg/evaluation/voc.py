@@ -175,4 +175,6 @@ def build_voc_evaluator(
     dataset: Any, iou_threshold: float = 0.5, metric: Literal["voc07", "voc12"] = "voc12"
 ) -> VocEvaluator:
     """A VOC evaluator whose ground truth is ``dataset.coco_ground_truth()``."""
-    return VocEvaluator(dataset.coco_ground_truth(), iou_threshold=iou_threshold, metric=metric)
+    evaluator = VocEvaluator(dataset.coco_ground_truth(), iou_threshold=iou_threshold, metric=metric)
+    evaluator.dataset = dataset
+    return evaluator
