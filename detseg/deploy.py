@@ -6,7 +6,7 @@ transforms (the normalisation is inside the graph), and returns:
 - detectors: ``boxes float32[N, 4]`` (xyxy pixels of that image), ``scores float32[N]``,
   ``labels int64[N]`` (``0..C-1``), postprocessing (score threshold, NMS, top-k) included,
   and for Mask R-CNN ``masks uint8[N, H, W]`` (0/1, pasted into the image);
-- segmenters: ``labels int64[H, W]``, the class per pixel.
+- segmenters: ``labels int64[H, W]``, the class per pixel (the :class:`SemanticMap`'s labels).
 
 Every export takes any image size. Segmenters are fully convolutional: the padding to the
 backbone's stride is computed in the graph. A detector's network runs at the size it was
@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from detseg.errors import DetsegError
 from detseg.models.base import Detector, Segmenter
 from detseg.models.preprocessor import rescale_instances
-from detseg.structures import Boxes, DetSample, Instances
+from detseg.structures import Boxes, DetSample, Instances, SemanticMap
 
 Format = Literal["onnx", "torchscript"]
 
@@ -97,7 +97,7 @@ class ExportableModel(nn.Module):
         sample = DetSample(image=image, image_id=0, orig_size=(image.shape[-2], image.shape[-1]))
         prediction = self.model.predict([sample])[0]
         if self.segments:
-            return prediction
+            return prediction.labels
         outputs = (prediction.boxes.tensor, prediction.scores, prediction.labels)
         return (*outputs, prediction.masks.to(torch.uint8)) if self.has_masks else outputs
 
@@ -273,8 +273,8 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
                 raise ExportError(f"{exported}: label map of shape {tuple(got_map.shape)} for image {index}, "
                                   f"PyTorch gives {tuple(expected_map.shape)}")
             worst = max(worst, float((got_map != expected_map).float().mean()))
-            torch_eval.update([expected_map], [sample.gt_sem_seg])
-            exported_eval.update([got_map], [sample.gt_sem_seg])
+            torch_eval.update([SemanticMap(expected_map)], [sample.gt_sem_seg])
+            exported_eval.update([SemanticMap(got_map)], [sample.gt_sem_seg])
             continue
         detections += len(expected[0])
         difference = _detection_difference(expected, got)

@@ -22,6 +22,7 @@ from detseg.evaluation.results import load_results
 from detseg.evaluation.segmentation import SegmentationEvaluator
 from detseg.evaluation.voc import VocEvaluator
 from detseg.progress import progress
+from detseg.structures import SemanticMap
 
 
 def load_ground_truth(gt: str | Path, split: str = "val", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -172,7 +173,7 @@ def evaluate_mask_folders(
                 f"{gt_files[name]} is {target.shape[1]}x{target.shape[0]}"
             )
         try:
-            evaluator.update([torch.from_numpy(pred.astype(np.int64))],
+            evaluator.update([SemanticMap(torch.from_numpy(pred.astype(np.int64)))],
                              [torch.from_numpy(target.astype(np.int64))])
         except ValueError as exc:
             raise DataError(f"{pred_files[name]} vs {gt_files[name]}: {exc}") from exc

@@ -23,6 +23,7 @@ from detseg.constants import IGNORE_INDEX
 from detseg.evaluation.base import Evaluator, gather
 from detseg.evaluation.worst import WorstImages
 from detseg.registry import EVALUATORS
+from detseg.structures import SemanticMap
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int,
@@ -103,10 +104,10 @@ class SegmentationEvaluator(Evaluator):
         self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
         self.worst = WorstImages(self.gallery_size)
 
-    def update(self, predictions: Sequence[Tensor], targets: Sequence[Tensor]) -> None:
-        """Add pairs of ``int[H, W]`` label maps (prediction, ground truth) of equal size."""
-        for pred, target in zip(predictions, targets, strict=True):
-            pred, target = torch.as_tensor(pred).cpu(), torch.as_tensor(target).cpu()
+    def update(self, predictions: Sequence[SemanticMap], targets: Sequence[Tensor]) -> None:
+        """Add pairs of a prediction and its ground-truth ``int[H, W]`` label map, of equal size."""
+        for prediction, target in zip(predictions, targets, strict=True):
+            pred, target = prediction.labels.cpu(), torch.as_tensor(target).cpu()
             matrix = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
             self.matrix += matrix
             self.worst.offer(segmentation_metrics(matrix.numpy(), self.class_names)["mIoU"],

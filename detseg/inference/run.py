@@ -52,8 +52,8 @@ def predict_files(predictor: Predictor, inputs: list[str], out_dir: str | Path,
         images = [read_image(p) for p in chunk]
         for path, image, pred in zip(chunk, images, predictor.predict_batch(images, batch_size)):
             if predictor.segments:
-                write_label_map(out_dir / f"{path.stem}.png", pred.numpy().astype(np.uint8))
-                drawn = draw_label_map(image, pred)
+                write_label_map(out_dir / f"{path.stem}.png", pred.labels.numpy().astype(np.uint8))
+                drawn = draw_label_map(image, pred.labels)
             else:
                 keep = pred[pred.scores >= score_threshold]
                 for box, label, score in zip(keep.boxes.xywh().tolist(), keep.labels.tolist(), keep.scores.tolist()):

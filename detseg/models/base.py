@@ -1,5 +1,6 @@
 """What every model offers: explicit ``loss`` and ``predict``, chosen by a mode, and the
-interface that says what ``predict`` returns (:class:`Detector` or :class:`Segmenter`).
+interface that says what ``predict`` returns (:class:`Detector`: :class:`Instances`, or
+:class:`Segmenter`: :class:`SemanticMap`).
 
 Code that treats detection and segmentation differently (evaluation, training's metric,
 the Predictor, export) asks ``isinstance(model, Segmenter)``, never a string.
@@ -12,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from detseg.structures import DetSample, Instances
+from detseg.structures import DetSample, Instances, SemanticMap
 
 
 class Model(nn.Module):
@@ -55,8 +56,8 @@ class Detector(Model):
 
 
 class Segmenter(Model):
-    """``predict(samples) -> list[Tensor]``: per sample an ``int64[H, W]`` label map (class
-    per pixel, ``0..C-1``) at the original image's size."""
+    """``predict(samples) -> list[SemanticMap]``: per sample the class of each pixel,
+    ``int64[H, W]`` (``0..C-1``), at the original image's size."""
 
     num_classes: int
 
@@ -65,7 +66,7 @@ class Segmenter(Model):
         """Whether one traced graph serves every image size (fully convolutional)."""
         return True
 
-    def predict(self, samples: Sequence[DetSample]) -> list[Tensor]:
+    def predict(self, samples: Sequence[DetSample]) -> list[SemanticMap]:
         raise NotImplementedError
 
 

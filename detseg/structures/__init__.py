@@ -1,4 +1,4 @@
-"""Typed containers: boxes, instances, samples, the R-CNN box coder and mask helpers."""
+"""Typed containers: boxes, instances, label maps, samples, the R-CNN box coder and mask helpers."""
 
 from detseg.structures.box_coder import BoxCoder
 from detseg.structures.boxes import (
@@ -10,6 +10,7 @@ from detseg.structures.boxes import (
 )
 from detseg.structures.instances import Instances
 from detseg.structures.sample import IGNORE_INDEX, DetSample
+from detseg.structures.semantic import SemanticMap
 
 __all__ = [
     "IGNORE_INDEX",
@@ -17,6 +18,7 @@ __all__ = [
     "Boxes",
     "DetSample",
     "Instances",
+    "SemanticMap",
     "cxcywh_to_xyxy",
     "xywh_to_xyxy",
     "xyxy_to_cxcywh",

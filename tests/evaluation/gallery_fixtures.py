@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from detseg.data.coco import CocoDataset
 from detseg.data.shapes import ShapesDataset
@@ -16,6 +17,7 @@ from detseg.evaluation.coco import build_coco_evaluator
 from detseg.evaluation.errors import FALSE_POSITIVE, MISSED, POOR_LOCALISATION, WRONG_CLASS
 from detseg.evaluation.plots import write_evaluation_report
 from detseg.evaluation.segmentation import build_segmentation_evaluator
+from detseg.structures import SemanticMap
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ROOT / "datasets" / "shapes_coco_mini"
@@ -78,7 +80,8 @@ def segmentation_report(out: Path, num_images: int = 6) -> Path:
     dataset = ShapesDataset(split="val", num_images=num_images, image_size=64, seed=0)
     evaluator = build_segmentation_evaluator(dataset)
     targets = [dataset[i].gt_sem_seg.numpy() for i in range(len(dataset))]
-    evaluator.update([perturbed_label_map(t, k) for k, t in enumerate(targets)], targets)
+    evaluator.update([SemanticMap(torch.from_numpy(perturbed_label_map(t, k))) for k, t in enumerate(targets)],
+                     [torch.from_numpy(t) for t in targets])
     return write_evaluation_report(evaluator, evaluator.compute(), out, "perturbed label maps of shapes")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from detseg.data.io import write_label_map
@@ -24,6 +25,7 @@ from detseg.evaluation.errors import (
 from detseg.evaluation.segmentation import SegmentationEvaluator
 from detseg.evaluation.worst import WorstImages
 from detseg.experiment import train_from_config
+from detseg.structures import SemanticMap
 from tests.engine.test_trainer import EXPERIMENT
 from tests.evaluation.gallery_fixtures import (
     DETECTION_MODES,
@@ -127,7 +129,8 @@ def test_segmentation_evaluator_keeps_its_worst_maps(monkeypatch):
     monkeypatch.setattr(SegmentationEvaluator, "gallery_size", 1)
     evaluator = SegmentationEvaluator(2)
     target = np.array([[0, 1], [1, 255]])
-    evaluator.update([np.array([[0, 1], [1, 0]]), np.array([[1, 0], [0, 0]])], [target, target])
+    predictions = [SemanticMap(torch.tensor([[0, 1], [1, 0]])), SemanticMap(torch.tensor([[1, 0], [0, 0]]))]
+    evaluator.update(predictions, [target, target])
     [(miou, index, (pred, kept_target))] = evaluator.worst.gathered()
     assert index == 1 and miou == 0.0 and pred.tolist() == [[1, 0], [0, 0]] and kept_target.tolist() == target.tolist()
     evaluator.reset()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from detseg.evaluation import DetectionConfusionMatrix, SegmentationEvaluator
-from detseg.structures import Boxes, Instances
+from detseg.structures import Boxes, Instances, SemanticMap
 
 
 def numpy_reference(preds, targets, num_classes, ignore=255):
@@ -26,8 +26,8 @@ def test_metrics_match_a_numpy_confusion_matrix():
     preds = [np.where(p == 3, 0, p) for p in preds]
     targets = [np.where(t == 3, 1, t) for t in targets]
     evaluator = SegmentationEvaluator(4, ["bg", "a", "b", "c"])
-    evaluator.update([torch.from_numpy(p) for p in preds[:2]], [torch.from_numpy(t) for t in targets[:2]])
-    evaluator.update([torch.from_numpy(preds[2])], [torch.from_numpy(targets[2])])
+    evaluator.update([SemanticMap(torch.from_numpy(p)) for p in preds[:2]], [torch.from_numpy(t) for t in targets[:2]])
+    evaluator.update([SemanticMap(torch.from_numpy(preds[2]))], [torch.from_numpy(targets[2])])
     metrics = evaluator.compute()
     matrix = numpy_reference(preds, targets, 4)
     assert np.array_equal(evaluator.matrix.numpy(), matrix)
@@ -44,13 +44,13 @@ def test_metrics_match_a_numpy_confusion_matrix():
 def test_perfect_prediction_and_bad_labels():
     target = torch.tensor([[0, 1], [2, 255]])
     evaluator = SegmentationEvaluator(3)
-    evaluator.update([torch.tensor([[0, 1], [2, 0]])], [target])
+    evaluator.update([SemanticMap(torch.tensor([[0, 1], [2, 0]]))], [target])
     metrics = evaluator.compute()
     assert metrics["pixel_acc"] == 1.0 and metrics["mIoU"] == 1.0 and metrics["mDice"] == 1.0
     with pytest.raises(ValueError, match="outside 0..2"):
-        evaluator.update([torch.tensor([[0, 5], [2, 0]])], [target])
+        evaluator.update([SemanticMap(torch.tensor([[0, 5], [2, 0]]))], [target])
     with pytest.raises(ValueError, match="shape"):
-        evaluator.update([torch.zeros(3, 3, dtype=torch.long)], [target])
+        evaluator.update([SemanticMap(torch.zeros(3, 3, dtype=torch.long))], [target])
 
 
 def test_detection_confusion_matrix_by_hand():

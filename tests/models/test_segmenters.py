@@ -9,7 +9,7 @@ from detseg.errors import ConfigError
 from detseg.evaluation.segmentation import confusion_matrix, segmentation_metrics
 from detseg.models import build_model
 from detseg.models.segmenters.upsample import Upsample
-from detseg.structures import DetSample
+from detseg.structures import DetSample, SemanticMap
 
 
 def test_bilinear_upsampling_reproduces_the_2x2_to_4x4_example():
@@ -131,7 +131,8 @@ def test_every_model_takes_an_odd_input_size_by_padding(model, upsample):
     stride = segmentor.preprocessor.size_divisibility
     assert logits.shape == (1, 4, -(-97 // stride) * stride, -(-131 // stride) * stride)
     (pred,) = segmentor.eval().predict([sample])
-    assert pred.shape == (97, 131) and 0 <= int(pred.min()) and int(pred.max()) < 4
+    assert isinstance(pred, SemanticMap) and pred.image_size == (97, 131)
+    assert 0 <= int(pred.labels.min()) and int(pred.labels.max()) < 4
 
 
 def test_deeplabv3_with_aspp_on_a_dilated_resnet():
@@ -139,7 +140,7 @@ def test_deeplabv3_with_aspp_on_a_dilated_resnet():
                              "backbone": {"name": "resnet50", "out_features": ["c5"], "output_stride": 8},
                              "decoder": {"name": "aspp", "in_feature": "c5", "rates": [12, 24, 36], "channels": 32}})
     sample = DetSample(torch.randint(0, 255, (3, 97, 131), dtype=torch.uint8), 1, (97, 131))
-    assert segmentor.eval().predict([sample])[0].shape == (97, 131)
+    assert segmentor.eval().predict([sample])[0].image_size == (97, 131)
 
 
 @pytest.mark.parametrize("decoder", [
@@ -153,7 +154,7 @@ def test_torchvision_style_heads_score_an_unpadded_input(decoder):
     sample = DetSample(torch.randint(0, 255, (3, 97, 131), dtype=torch.uint8), 1, (97, 131))
     assert segmentor.preprocessor.size_divisibility == 1
     assert segmentor.logits([sample, sample]).shape == (2, 3, 97, 131)  # training: the pool's BN needs 2 images
-    assert segmentor.eval().predict([sample])[0].shape == (97, 131)
+    assert segmentor.eval().predict([sample])[0].image_size == (97, 131)
     if decoder["name"] == "aspp":  # torchvision's DeepLabHead: BN in the image-level branch, dropout after fusing
         assert isinstance(segmentor.decoder.image_pool[2], torch.nn.BatchNorm2d)
         assert isinstance(segmentor.decoder.fuse[3], torch.nn.Dropout)
@@ -188,7 +189,7 @@ def test_sliding_window_equals_whole_image_where_the_window_covers_it():
     with torch.no_grad():
         expected = whole.logits([sample])[..., :97, :128]
         torch.testing.assert_close(windowed.sliding_window_logits(image), expected)
-    assert torch.equal(windowed.predict([sample])[0], whole.predict([sample])[0])
+    assert torch.equal(windowed.predict([sample])[0].labels, whole.predict([sample])[0].labels)
 
 
 def test_sliding_window_averages_overlapping_windows():
@@ -198,7 +199,7 @@ def test_sliding_window_averages_overlapping_windows():
     original = model.forward_tensor
     model.forward_tensor = lambda x: calls.append(tuple(x.shape[-2:])) or original(x)
     pred = model.predict([DetSample(torch.randint(0, 255, (3, 100, 130), dtype=torch.uint8), 1, (100, 130))])[0]
-    assert pred.shape == (100, 130)
+    assert pred.image_size == (100, 130)
     assert len(calls) == 3 * 4 and set(calls) == {(64, 64)}  # rows 0, 32, 36; columns 0, 32, 64, 66
     with pytest.raises(ConfigError, match="multiple of the encoder's stride 32"):
         build_model({**OmegaConf.to_container(node), "window": 100})

@@ -19,7 +19,7 @@ def test_two_iterations_train_and_predict_at_original_size():
         sum(losses.values()).backward()
         optimizer.step()
     maps = model.eval().predict(samples)
-    assert [m.shape for m in maps] == [(48, 48), (48, 48)] and maps[0].dtype == torch.int64
+    assert [m.image_size for m in maps] == [(48, 48), (48, 48)] and maps[0].labels.dtype == torch.int64
 
 
 def test_overfits_one_image():
@@ -33,4 +33,4 @@ def test_overfits_one_image():
         loss.backward()
         optimizer.step()
     (pred,) = model.eval().predict([sample])
-    assert (pred == sample.gt_sem_seg).float().mean() > 0.95
+    assert (pred.labels == sample.gt_sem_seg).float().mean() > 0.95

@@ -20,7 +20,7 @@ from detseg.models.preprocessor import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from detseg.models.segmenters.base import SegDecoder
 from detseg.ops import cross_entropy, soft_dice_loss
 from detseg.registry import BACKBONES, MODELS, SEG_DECODERS
-from detseg.structures import DetSample
+from detseg.structures import DetSample, SemanticMap
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -120,7 +120,7 @@ class Segmentor(Segmenter):
         return losses
 
     @torch.no_grad()
-    def predict(self, samples: Sequence[DetSample]) -> list[Tensor]:
+    def predict(self, samples: Sequence[DetSample]) -> list[SemanticMap]:
         if self.window:
             logits = [self.sliding_window_logits(self.preprocessor.normalise(s.image)[None]) for s in samples]
         else:
@@ -133,7 +133,7 @@ class Segmentor(Segmenter):
             if (h, w) != tuple(sample.orig_size):
                 image_logits = F.interpolate(image_logits, size=sample.orig_size, mode="bilinear",
                                              align_corners=False)
-            out.append(image_logits[0].argmax(0).cpu())
+            out.append(SemanticMap(image_logits[0].argmax(0).cpu()))
         return out
 
 
