@@ -1,5 +1,6 @@
 """DESIGN's layering, read from the import graph: the lower layers (ops, structures, data,
-models) never import the upper ones (engine, evaluation, experiment, inference, commands).
+models, and the zoo and proposals they use) never import the upper ones (engine, evaluation,
+experiment, inference, commands).
 
 Every module is parsed with ``ast``, so imports inside functions count and relative imports
 are resolved to the module they name; nothing is imported to find out.
@@ -15,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "detseg"
-LOWER = ("ops", "structures", "data", "models")
+LOWER = ("ops", "structures", "data", "models", "zoo", "proposals")
 UPPER = ("detseg.engine", "detseg.evaluation", "detseg.experiment", "detseg.inference",
          "detseg.commands")
 

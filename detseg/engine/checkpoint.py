@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from detseg.checkpoint_format import inference_weights
 from detseg.errors import DetsegError
 
 
@@ -69,7 +70,5 @@ def load_model_state(model: nn.Module, state: dict[str, Any], source: str) -> No
     model.load_state_dict(state)
 
 
-def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
-    """The weights a checkpoint predicts with: the EMA of the weights when training kept one
-    (``train.ema``), else the trained weights."""
-    return state["ema"]["weights"] if "ema" in state else state["model"]
+
+__all__ = ["CheckpointError", "inference_weights", "load_checkpoint", "load_model_state", "save_checkpoint"]

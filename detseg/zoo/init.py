@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from detseg.checkpoint_format import inference_weights
 from detseg.errors import ConfigError
 from detseg.zoo.entries import ZooEntry, zoo_entries, zoo_entry
 from detseg.zoo.keymap import MappedState, map_state_dict
@@ -102,8 +103,6 @@ def _read_source(source: str, model: nn.Module) -> tuple[ZooEntry | None, dict[s
     except Exception as exc:
         raise ConfigError(f"model.init_from: cannot read {file}: {str(exc).splitlines()[0]}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        from detseg.engine.checkpoint import inference_weights
-
         return None, inference_weights(state)  # a detseg checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ConfigError(f"model.init_from: {file} is not a state dict (name -> tensor)")
