@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from detseg.errors import DetsegError
 from detseg.models.base import Detector, Segmenter
 from detseg.models.preprocessor import rescale_instances
+from detseg.ops.roi_align_fast import reference_kernels
 from detseg.structures import Boxes, DetSample, Instances, SemanticMap
 
 Format = Literal["onnx", "torchscript"]
@@ -142,7 +143,7 @@ def export_model(model: nn.Module, example: Tensor, fmt: Format, out: str | Path
         if not found:  # the tracer would freeze empty shapes (and the ONNX pass can crash on them)
             raise ExportError("the example image has no detections; export with an image the model detects "
                               "something in (tools/export.py uses the first validation image)")
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), reference_kernels():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
             shape = input_shape(model, example)

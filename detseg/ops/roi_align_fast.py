@@ -24,8 +24,9 @@ can do for a scheduler slice.
 
 :func:`roi_align` takes torchvision's arguments. ``boxes`` is a ``Tensor[K, 5]`` (batch
 index, x1, y1, x2, y2) or a list of per-image ``Tensor[N, 4]``. Inputs that are not on the
-CPU or not float32 / float64 go to torchvision unchanged, and so do traced / scripted /
-compiled calls (an ``autograd.Function`` does not export). Below ~16-32 channels (mask
+CPU or not float32 / float64 go to torchvision unchanged, and so do all calls inside
+:func:`reference_kernels` (an ``autograd.Function`` does not export: the exporter traces in
+it) and compiled ones. Below ~16-32 channels (mask
 targets: 1, image crops: 3) torchvision's kernel is faster: this one has a fixed cost of a
 few ms per call (building the entries), then little per channel.
 
@@ -36,7 +37,8 @@ at the forward's argmax, already a fraction of its forward (e.g. 25 ms vs 80 ms 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -91,15 +93,29 @@ def _as_rois(boxes: Tensor | Sequence[Tensor], dtype: torch.dtype) -> Tensor:
     return torch.cat([index, torch.cat(list(boxes)).to(dtype)], dim=1)
 
 
+_reference_only = False
+
+
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Within it, :func:`roi_align` always calls torchvision's kernel (what an exported graph
+    can hold)."""
+    global _reference_only
+    before, _reference_only = _reference_only, True
+    try:
+        yield
+    finally:
+        _reference_only = before
+
+
 def _use_fast(input: Tensor) -> bool:
     return (
-        input.device.type == "cpu"
+        not _reference_only
+        and input.device.type == "cpu"
         and input.dtype in _DTYPES
         and input.dim() == 4
         and input.shape[2] > 0
         and input.shape[3] > 0
-        and not torch.jit.is_scripting()
-        and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
     )
 

@@ -186,3 +186,21 @@ def test_realistic_float32_accuracy():
     scale = truth_grad.abs().max().item()
     assert errors["fast"][0] <= 2 * errors["tv"][0] + 1e-6
     assert errors["fast"][1] <= 2 * errors["tv"][1] + 1e-6 * scale
+
+
+def test_reference_kernels_route_every_call_to_torchvision_and_nest():
+    """Export traces inside ``reference_kernels()``: the fast autograd function cannot be
+    held by a graph, torchvision's op can."""
+    x = torch.randn(1, 64, 20, 20, requires_grad=True)
+    rois = torch.tensor([[0.0, 1.0, 1.0, 10.0, 10.0]])
+
+    def backward_name():
+        return type(roi_align_fast.roi_align(x, rois, (7, 7), 1.0, 2, True).grad_fn).__name__
+
+    assert "torchvision" not in backward_name()
+    with roi_align_fast.reference_kernels():
+        assert "torchvision" in backward_name()
+        with roi_align_fast.reference_kernels():
+            pass
+        assert "torchvision" in backward_name()  # still on after the inner block
+    assert "torchvision" not in backward_name()
