@@ -49,6 +49,8 @@ def test_detection_report_of_a_trained_model(tmp_path):
         assert path.read_bytes()[:8] == PNG_MAGIC, path
     page = (report / "report.html").read_text()
     assert "AP50" in page and "circle" in page and (report / "metrics.json").is_file()
+    assert f"wrote {report / 'gallery.html'}" in result.stdout  # the error gallery, linked from the report
+    assert 'href="gallery.html"' in page and (report / "gallery.html").is_file()
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -16,10 +16,8 @@ from detseg.models.heads import (
     RoIHead,
     SSDHead,
     StandardRoIHead,
-    YoloHead,
     YoloV1Head,
 )
-from detseg.models.heads.yolo import YoloOutput
 from detseg.models.heads.yolo_v1 import YoloV1Output
 from detseg.ops import box_iou
 from detseg.ops.matcher import near_ignore_regions
@@ -118,20 +116,6 @@ def test_ssd_does_not_mine_crowd_priors_as_background():
     with_crowd, without = crowd_gradient(head, raw, raw.class_logits, [[2, 2, 20, 20]], crowd,
                                          lambda g: g[0, near])
     assert with_crowd == 0 and without > 0
-
-
-def test_yolo_leaves_objectness_on_a_crowd_region_untaught():
-    head = YoloHead(SHAPES, 64, ["p3", "p4"], num_classes=2, anchors=[[[10, 10], [20, 12]], [[40, 40], [30, 60]]])
-    maps = [m.detach().requires_grad_() for m in head(features(), SIZE).maps]
-    boxes = [head.decode(m, k) for k, m in enumerate(maps)]
-    raw = YoloOutput(maps, boxes, SIZE)
-    crowd = [boxes[1][0, 0, 2, 2].tolist()]  # exactly one prediction's box
-    near = [near_ignore_regions(b.detach().reshape(-1, 4), torch.tensor(crowd)).view(b.shape[:4]) for b in boxes]
-    grads = [0.0, 0.0]
-    for k, m in enumerate(maps):
-        g = crowd_gradient(head, raw, m, [[2, 2, 12, 12]], crowd, lambda grad, k=k: grad[..., 4][near[k]])
-        grads = [grads[0] + g[0], grads[1] + g[1]]
-    assert grads[0] == 0 and grads[1] > 0
 
 
 def test_yolo_v1_leaves_confidence_on_a_crowd_region_untaught():
