@@ -33,6 +33,10 @@ class LoaderConfig:
     :mod:`detseg.proposals.files`) whose boxes are attached to each image before the
     transforms, for detectors with a ``precomputed`` or ``selective_search`` proposal source.
 
+    ``cache``: keep each decoded image in memory after its first load
+    (:meth:`~detseg.data.base.DetectionDataset.keep_records`), for data sets of a few hundred
+    images whose JPEG decoding costs a share of each step (``bench/loader_speed.py``).
+
     Training split only: ``repeat_factor_threshold`` turns on class-balanced repeat-factor
     sampling (LVIS: images with a class found in fewer than this fraction of the images
     are repeated, see :func:`detseg.engine.sampler.repeat_factors`; 0.001 in LVIS, try
@@ -49,6 +53,7 @@ class LoaderConfig:
     proposals: str | None = None
     repeat_factor_threshold: UnitInterval | None = None
     group_by_aspect_ratio: bool = False
+    cache: bool = False
 
 
 @dataclass
@@ -86,6 +91,8 @@ def build_dataset(loader_cfg: Any, path: str = "data.val") -> DetectionDataset:
         raise DataError(f"{path}: the data set has no images: {describe_source(loader_cfg['dataset'])}")
     if loader_cfg.get("proposals"):
         dataset.proposals = ProposalAttacher(loader_cfg["proposals"])
+    if loader_cfg.get("cache"):
+        dataset.keep_records()
     return dataset
 
 
