@@ -33,6 +33,7 @@ from detseg.data import DataConfig, DetectionDataset, build_dataset
 from detseg.engine.train_config import TrainConfig
 from detseg.errors import ConfigError
 from detseg.evaluation.base import Evaluator
+from detseg.fit_data import FitConfig, adopt_fitted, fit_anchors, settle_image_size
 from detseg.registry import EVALUATORS, MODELS, UnknownNameError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class ExperimentConfig:
     evaluator: Component(EVALUATORS) | None = None
     model: Component(MODELS) | None = None
     train: TrainConfig | None = None
+    fit: FitConfig | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     output_dir: str | None = None
@@ -103,11 +105,20 @@ def validate_experiment(cfg: DictConfig, source: str) -> None:
 
 
 def build_split(cfg: DictConfig, split: str = "val") -> DetectionDataset:
-    """The data set of ``data.<split>``, with its transforms."""
+    """The data set of ``data.<split>``, with its transforms (a ``fit.image_size`` left to
+    the data is settled first: the transforms read it)."""
     node = cfg.data.get(split)
     if node is None:
         raise ConfigError(f"config has no data.{split} section")
+    settle_image_size(cfg, say=_say)
     return build_dataset(node, f"data.{split}")
+
+
+def _say(message: str) -> None:
+    from detseg.engine.distributed import is_main_process
+
+    if is_main_process():
+        print(message)
 
 
 def build_evaluator(cfg: DictConfig, dataset: DetectionDataset) -> Evaluator:
@@ -269,6 +280,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device, in
     train_set = build_split(cfg, "train")
     val_set = build_split(cfg, "val") if cfg.data.get("val") is not None else None
     evaluator = build_evaluator(cfg, val_set) if val_set is not None and cfg.get("evaluator") else None
+    fit_anchors(cfg, train_set, say=_say)  # before the model is built with them
     model = build_model_for(cfg, train_set, initialize=initialize,
                             verbose=processes.is_main)  # the same initial weights on every process
     if processes.enabled:
@@ -277,7 +289,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, device: torch.device, in
     train_loader = loader_settings(cfg.data.train, "data.train")
     val_loader = loader_settings(cfg.data.val, "data.val") if val_set is not None else None
     if dry_run:
-        train_cfg.max_iters, train_cfg.eval_every, train_cfg.patience = 1, 0, None
+        train_cfg.max_iters, train_cfg.eval_every, train_cfg.patience, train_cfg.max_time = 1, 0, None, None
         trainer = Trainer(model, train_cfg, train_set, train_loader, run_dir, device, cfg, seed=cfg.seed,
                           progress=False)
     else:
@@ -343,6 +355,7 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     if trained is not None and trained != cfg.model.name:
         raise CheckpointError(f"{checkpoint} holds a '{trained}' model, but {path} builds '{cfg.model.name}'; "
                               f"evaluate it with the config it was trained with (config.yaml in its run directory)")
+    adopt_fitted(cfg, state.get("config"))  # a custom YAML: the image size and anchors the run fitted
     processes = init_distributed(cfg.device)  # under torchrun each process evaluates a share
     check_split_data(cfg, split, path)
     dataset, evaluator, settings = build_evaluation(cfg, split)

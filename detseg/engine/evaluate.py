@@ -46,17 +46,27 @@ def evaluate(
     for samples in progress_bar(loader, desc="eval", unit="batch", leave=False, disable=not progress):
         predictions = model.predict([s.to(device) for s in samples])
         if isinstance(model, Segmenter):
-            targets = []
-            for sample in samples:
-                if sample.gt_sem_seg is None or sample.image_size != sample.orig_size:
-                    raise ConfigError("segmentation evaluation needs validation transforms that keep "
-                                      "the image size, and data with semantic maps")
-                targets.append(sample.gt_sem_seg)
-            evaluator.update(predictions, targets)
+            evaluator.update(predictions, [segmentation_target(sample) for sample in samples])
         else:
             evaluator.update(predictions, [s.image_id for s in samples])
     model.train(was_training)
     return evaluator.compute()
+
+
+def segmentation_target(sample: Any) -> torch.Tensor:
+    """The ground-truth label map a segmentation evaluator compares a prediction with: it
+    must exist, at the original image size (predictions come back at that size)."""
+    if sample.gt_sem_seg is None or sample.image_size != sample.orig_size:
+        raise ConfigError("segmentation evaluation needs validation transforms that keep the image size "
+                          "(no resizing or cropping in data.val.transforms), and data with semantic maps")
+    return sample.gt_sem_seg
+
+
+def check_evaluable(model: torch.nn.Module, dataset: DetectionDataset | None) -> None:
+    """Refuse before training what :func:`evaluate` would refuse at its first image: a
+    segmentation validation split whose transforms change the image size."""
+    if dataset is not None and isinstance(model, Segmenter) and len(dataset):
+        segmentation_target(dataset[0])
 
 
 @torch.no_grad()

@@ -1,8 +1,9 @@
-"""Optimizers and learning-rate schedules, by iteration."""
+"""Optimizers and learning-rate schedules, by iteration or by the share of a time budget spent."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,29 +66,37 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 
-def lr_factor(iteration: int, max_iters: int, cfg: ScheduleConfig) -> float:
-    """Multiplier of the base LR at ``iteration`` (0-based)."""
+def lr_factor(iteration: int, max_iters: int, cfg: ScheduleConfig, progress: float | None = None) -> float:
+    """Multiplier of the base LR at ``iteration`` (0-based).
+
+    ``progress``: the share of a time budget spent (``train.max_time``), in [0, 1]. The decay
+    is then read at ``progress x max_iters`` instead of at ``iteration``: cosine and poly
+    follow ``elapsed / budget``, and milestones and step sizes keep their share of
+    ``max_iters``. Warmup always counts iterations."""
     if iteration < cfg.warmup_iters:
         alpha = iteration / cfg.warmup_iters
         warmup = cfg.warmup_factor * (1 - alpha) + alpha
     else:
         warmup = 1.0
+    t = iteration if progress is None else min(max(progress, 0.0), 1.0) * max_iters
     if cfg.name == "constant":
         factor = 1.0
     elif cfg.name == "step":
-        factor = cfg.gamma ** (iteration // cfg.step_size)
+        factor = cfg.gamma ** (t // cfg.step_size)
     elif cfg.name == "multistep":
-        factor = cfg.gamma ** sum(iteration >= m for m in cfg.milestones)
+        factor = cfg.gamma ** sum(t >= m for m in cfg.milestones)
     elif cfg.name == "cosine":
-        progress = min(iteration / max(max_iters, 1), 1.0)
-        factor = cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        fraction = min(t / max(max_iters, 1), 1.0)
+        factor = cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * fraction))
     else:  # poly
-        factor = (1 - min(iteration / max(max_iters, 1), 1.0)) ** cfg.power
+        factor = (1 - min(t / max(max_iters, 1), 1.0)) ** cfg.power
     return warmup * factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
-                    max_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, max_iters, cfg))
-
-
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, max_iters: int,
+                    progress: Callable[[], float] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """The LR schedule by iteration; with ``progress`` (a function returning the share of the
+    time budget spent, :class:`~detseg.engine.budget.TimeBudget.fraction`), over the budget."""
+    if progress is None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, max_iters, cfg))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, max_iters, cfg, progress()))

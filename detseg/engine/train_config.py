@@ -21,6 +21,11 @@ class TrainConfig:
     of ``accumulate`` batches (losses divided by ``accumulate``), so it sees
     ``batch_size x accumulate`` images.
 
+    ``max_time``: a budget in minutes (:mod:`.budget`). The run then ends on time, with its
+    final evaluation after the budget, and ``max_iters`` no longer ends it: the LR schedule
+    follows ``elapsed / max_time``, and ``max_iters`` only places the schedule's milestones
+    and step sizes, as shares of it.
+
     ``ema``: keep an exponential moving average of the weights (:class:`EMAConfig`); it is
     what evaluation, ``best.pt`` and inference use. ``patience``: stop after that many
     evaluations without a better ``best_metric``. ``val_loss``: also log the loss on the
@@ -38,6 +43,7 @@ class TrainConfig:
     freezes it for the whole run. The usual start of a fine-tuning from pretrained weights."""
 
     max_iters: PositiveInt = 1000
+    max_time: PositiveFloat | None = None
     accumulate: PositiveInt = 1
     ema: EMAConfig | None = None
     patience: PositiveInt | None = None

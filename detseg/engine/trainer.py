@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from detseg.config import to_plain
 from detseg.data import DetectionDataset, LoaderConfig
+from detseg.engine.budget import TimeBudget
 from detseg.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -28,7 +29,7 @@ from detseg.engine.checkpoint import (
 )
 from detseg.engine.distributed import all_gather_objects, any_process, dist_info
 from detseg.engine.ema import ModelEMA
-from detseg.engine.evaluate import add_loss_terms, evaluate, validation_loss
+from detseg.engine.evaluate import add_loss_terms, check_evaluable, evaluate, validation_loss
 from detseg.engine.freeze import BackboneFreeze
 from detseg.engine.loaders import sampling_weights, training_loader
 from detseg.engine.optim import build_optimizer, build_scheduler
@@ -47,7 +48,8 @@ from detseg.progress import progress
 
 
 class Trainer:
-    """Trains ``model`` on ``train_set`` for ``cfg.max_iters`` iterations.
+    """Trains ``model`` on ``train_set`` for ``cfg.max_iters`` iterations, or for
+    ``cfg.max_time`` minutes (:mod:`.budget`).
 
     The run directory receives ``config.yaml``, ``last.pt`` (every
     ``checkpoint_every`` iterations and at the end), ``best.pt`` (by ``best_metric``),
@@ -96,6 +98,8 @@ class Trainer:
         self.config = to_plain(config) if isinstance(config, DictConfig) else config
         self.val_set = val_set
         self.evaluator = evaluator
+        if evaluator is not None:
+            check_evaluable(model, val_set)  # not after hours of training
         self.val_loader = val_loader if val_loader is not None else LoaderConfig(dataset={}, batch_size=8)
         self.seed = seed
         self.progress = progress and self.dist.is_main
@@ -106,7 +110,8 @@ class Trainer:
                               "watches the metric at each evaluation")
         self.optimizer = build_optimizer(self.model, cfg.optimizer)  # with every trainable parameter
         self.freeze = BackboneFreeze(self.model, cfg.freeze_backbone)
-        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.max_iters)
+        self.budget = TimeBudget(cfg.max_time) if cfg.max_time else None
+        self.scheduler = self._build_scheduler()
         self.use_fp16 = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_fp16)
         self.iteration = 0
@@ -140,6 +145,7 @@ class Trainer:
             "best": self.best,
             "evals_since_best": self.evals_since_best,
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            **({"budget": self.budget.state_dict()} if self.budget is not None else {}),
             "config": self.config,
             "meta": {"task": task_name(self.model), "class_names": self.class_names},
         }
@@ -160,6 +166,8 @@ class Trainer:
         self.evals_since_best = int(state.get("evals_since_best", 0))
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
+        if self.budget is not None and "budget" in state:
+            self.budget.load_state_dict(state["budget"])
         per_rank = state.get("rng_per_rank")
         if per_rank and len(per_rank) == self.dist.world_size:
             set_rng_state(per_rank[self.dist.rank])
@@ -177,22 +185,27 @@ class Trainer:
         """A resumed run may extend ``max_iters`` or change the schedule or base LR: say
         what changed and continue on the new schedule from the current iteration."""
         now = self.config.get("train", {})
-        keys = ("max_iters", "schedule", "optimizer")
+        keys = ("max_iters", "max_time", "schedule", "optimizer")
         changes = {k: (before.get(k), now.get(k)) for k in keys if k in before and before.get(k) != now.get(k)}
         if not changes:
             return
-        if self.cfg.max_iters < self.iteration:
+        if self.budget is None and self.cfg.max_iters < self.iteration:
             raise TrainingError(f"train.max_iters={self.cfg.max_iters} is below the iteration this run has "
                                 f"reached ({self.iteration}); give a larger max_iters to continue it")
         for key, (old, new) in changes.items():
             self._say(f"resume: train.{key} changed from {old} to {new}")
         for group in self.optimizer.param_groups:
             group["initial_lr"] = self.cfg.optimizer.lr
-        self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule, self.cfg.max_iters)
+        self.scheduler = self._build_scheduler()
         self.scheduler.last_epoch = self.iteration - 1
         self.scheduler.step()  # sets the LR of the current iteration on the new schedule
         self._say(f"resume: following the new schedule from iteration {self.iteration} "
                   f"(lr {self.optimizer.param_groups[0]['lr']:.3g})")
+
+    def _build_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """By iteration, or over the time budget when there is one."""
+        return build_scheduler(self.optimizer, self.cfg.schedule, self.cfg.max_iters,
+                               self.budget.fraction if self.budget is not None else None)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -204,45 +217,64 @@ class Trainer:
                                factors=self.repeat_factors, groups=self.groups)
 
     def train(self, stop_at: int | None = None) -> dict[str, float]:
-        """Run to ``max_iters`` and return the final evaluation (empty without one).
+        """Run to ``max_iters`` (or until the time budget is spent) and return the final
+        evaluation (empty without one).
 
         ``stop_at`` ends the run after that iteration with ``last.pt`` written, as a kill
         would (used to test resuming).
         """
         self.log = RunLog(self.run_dir, enabled=self.dist.is_main)
-        end = self.cfg.max_iters if stop_at is None else min(stop_at, self.cfg.max_iters)
-        bar = progress(total=self.cfg.max_iters, initial=self.iteration, desc="train", unit="it",
-                       disable=not self.progress)
+        budget = self.budget
+        limit = self.cfg.max_iters if budget is None else float("inf")
+        end = limit if stop_at is None else min(stop_at, limit)
+        bar = progress(total=self.cfg.max_iters if budget is None else None, initial=self.iteration, desc="train",
+                       unit="it", disable=not self.progress)
         metrics: dict[str, float] = {}
         try:
             self.model.train()
             batches = iter(self._loader())
             start_time = time.perf_counter()
             self._say(self._batch_summary())
-            while self.iteration < end and not self.stopped_early:
+            if budget is not None:
+                self._say(f"time budget: train.max_time={self.cfg.max_time:g} min ({budget.describe()} spent); "
+                          f"the LR schedule follows the time spent, the final evaluation comes after")
+                budget.start()
+            spent = self._budget_spent()
+            while self.iteration < end and not self.stopped_early and not spent:
                 self.freeze.before_step(self.iteration)
                 losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
+                if budget is not None:
+                    budget.step()
                 lr = self.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(**loss_postfix(losses), lr=f"{lr:.2e}", refresh=False)
+                timing = {"time": budget.describe()} if budget is not None else {}
+                bar.set_postfix(**loss_postfix(losses), lr=f"{lr:.2e}", **timing, refresh=False)
                 bar.update(1)  # after the postfix: a plain line printed by the update shows this step's losses
-                if self.iteration % self.cfg.log_every == 0 or self.iteration == end:
+                spent = self._budget_spent()
+                last = self.iteration == limit or spent
+                if self.iteration % self.cfg.log_every == 0 or self.iteration == end or spent:
                     record = {"iteration": self.iteration, "lr": lr, **self._mean_over_processes(losses),
                               "seconds": round(time.perf_counter() - start_time, 3)}
                     self.history.append(record)
                     self.log.training(record)
-                last = self.iteration == self.cfg.max_iters
                 if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0 and not last:
                     metrics = self._evaluate()
                 if self.iteration % self.cfg.checkpoint_every == 0 or self.iteration == end or self.stopped_early:
                     self._save("last.pt")
-            if self.iteration == self.cfg.max_iters:
+            if self.iteration == limit or (spent and not self.stopped_early):
+                if budget is not None:
+                    self._say(f"time budget: {budget.elapsed / 60:.2f} of {self.cfg.max_time:g} min spent in "
+                              f"{self.iteration} iterations (one more would not fit); final evaluation")
                 metrics = self._evaluate()
                 self._save("last.pt")
         finally:
             bar.close()
             self.log.close()
         return metrics
+
+    def _budget_spent(self) -> bool:
+        """The time budget is spent (on any process: they stop together)."""
+        return self.budget is not None and any_process(self.budget.spent)
 
     def _step(self, batches: list[list]) -> dict[str, float]:
         """One optimizer step on the summed gradients of ``batches`` (each loss divided by
