@@ -5,6 +5,10 @@
 ``python tools/infer.py`` is the same command. Writes one picture per image with boxes,
 labels and scores (label maps as colour overlays) and ``predictions.json`` (COCO results,
 original pixel coordinates); for segmentation also ``<image>.png`` label maps.
+
+``--precision auto`` (the default) runs bf16 + channels-last where the CPU has bf16 units
+(``amx_bf16`` / ``avx512_bf16``), fp32 elsewhere, with BatchNorm folded either way; the
+first line printed names the path and why (``detseg/inference/optimize.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ def _infer(argv: list[str] | None) -> int:
     parser.add_argument("--score-thresh", type=float, default=0.5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto: bf16 + channels-last where the CPU has bf16 units, else fp32; "
+                             "BatchNorm is folded on every path (detseg/inference/optimize.py)")
     args = parser.parse_args(argv)
 
     from detseg.errors import ConfigError
@@ -38,7 +45,8 @@ def _infer(argv: list[str] | None) -> int:
         raise ConfigError(f"--score-thresh must be in [0, 1], got {args.score_thresh:g}")
     resolve_device(args.device)  # these fail before the model loads: a device that is not here,
     collect_images(args.images)  # a missing image, a folder without images
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    print(predictor.plan.describe())
     out = predict_files(predictor, args.images, args.out, args.score_thresh, args.batch_size)
     print(f"wrote predictions for {len(list(out.glob('*.jpg')))} image(s) to {out}")
     return 0

@@ -15,6 +15,7 @@ from detseg.data.record import ImageRecord
 from detseg.data.transforms import build_transforms
 from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
 from detseg.errors import ConfigError, DataError
+from detseg.inference.optimize import InferencePlan, check_precision, optimize_for_inference
 from detseg.models.base import Segmenter
 from detseg.registry import UnknownNameError
 from detseg.structures import Instances
@@ -68,19 +69,27 @@ class Predictor:
     Detectors return :class:`Instances`; segmenters return an ``int64[H, W]`` label map at
     the image's size. Validation transforms of the training config (e.g. a resize) are
     applied and predictions mapped back.
+
+    ``precision`` (``fp32``, ``bf16`` or ``auto``) picks the inference path
+    (:func:`~detseg.inference.optimize.optimize_for_inference`): predictions come from an
+    optimised copy of the model, made on the first prediction (or when :attr:`plan` is
+    first read); ``model`` itself stays as it was loaded.
     """
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], class_names: Sequence[str],
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: str = "auto") -> None:
         self.device = resolve_device(device)
+        self.precision = check_precision(precision)
         self.model = model.to(self.device).eval()
+        self._optimized: tuple[torch.nn.Module, InferencePlan] | None = None
         self.config = config
         self.class_names = list(class_names)
         val = (config.get("data") or {}).get("val") or {}
         self.transforms = build_transforms(val.get("transforms", []), "data.val.transforms")
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        precision: str = "auto") -> Predictor:
         from detseg.models import build_model
         from detseg.models.build import with_num_classes_lifted
 
@@ -97,7 +106,17 @@ class Predictor:
         except ConfigError as exc:
             raise ConfigError(f"{path}: its config cannot be built: {exc}") from None
         load_model_state(model, inference_weights(state), str(path))
-        return cls(model, config, state.get("meta", {}).get("class_names", []), device)
+        return cls(model, config, state.get("meta", {}).get("class_names", []), device, precision)
+
+    @property
+    def plan(self) -> InferencePlan:
+        """How predictions run here (``plan.describe()`` says it in one line)."""
+        return self._runner()[1]
+
+    def _runner(self) -> tuple[torch.nn.Module, InferencePlan]:
+        if self._optimized is None:
+            self._optimized = optimize_for_inference(self.model, self.precision)
+        return self._optimized
 
     @property
     def segments(self) -> bool:
@@ -110,11 +129,12 @@ class Predictor:
     @torch.no_grad()
     def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 8) -> list[Instances | Tensor]:
         images = list(images)
+        runner, _ = self._runner()
         out: list[Instances | Tensor] = []
         for start in range(0, len(images), batch_size):
             samples = []
             for k, image in enumerate(images[start:start + batch_size]):
                 record = ImageRecord.unlabeled(to_rgb_array(image), image_id=start + k + 1)
                 samples.append(self.transforms(record).to_sample(with_instances=False).to(self.device))
-            out.extend(self.model.predict(samples))
+            out.extend(runner.predict(samples))
         return out

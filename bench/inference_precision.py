@@ -1,0 +1,197 @@
+"""Inference knobs against plain fp32 eager, in one run: folded BatchNorm, channels-last,
+bf16 autocast, bf16 + channels-last, and what ``optimize_for_inference(precision="auto")``
+picks on this machine.
+
+    python bench/inference_precision.py [--models tiny,unet,r50] [--rounds 10] [--threads 2]
+                                        [--size 800] [--tiny-images 8]
+    python bench/inference_precision.py --accuracy CONFIG CHECKPOINT [KEY=VALUE ...]
+
+Speed (first form). Models, random weights (a model's work does not depend on them except
+through the number of detections, printed per side):
+
+- ``tiny``: ``configs/model/faster_rcnn_tiny.yaml`` (3 classes) on ``--tiny-images`` shapes
+  validation images (128 x 128) per round, batch 1;
+- ``unet``: ``configs/model/unet_tiny.yaml`` (4 classes), the same images;
+- ``r50``: ``configs/model/faster_rcnn_r50_fpn.yaml`` (80 classes) on one random
+  ``--size`` x ``4/3 --size`` image per round (800 x 1066 by default).
+
+Sides (each a copy of the model in eval mode, under ``torch.no_grad``):
+``fp32`` (the reference), ``fp32+fold`` (BatchNorm folded, :mod:`detseg.inference.fold_bn`),
+``channels-last`` (fp32, weights channels-last), ``fp32+fold+cl`` (both), ``bf16`` (bf16 autocast alone: every module's
+``forward`` under ``torch.autocast``, the code between them in fp32, as
+``optimize_for_inference`` does it),
+``bf16+cl`` (bf16 autocast and channels-last), ``auto`` (the model and plan
+``optimize_for_inference`` returns: folding plus whatever it chose). Timed in turns (see
+bench/common.py) after ``--warmup`` untimed rounds; ``--rounds`` timed rounds. Printed: median
+and min-max ms per round of each side, and each side's ratio to ``fp32`` (median of the
+per-round ratios, min-max).
+
+Accuracy (second form): the checkpoint's COCO AP (detectors) or mIoU (segmenters) on the
+config's ``data.val``: plain fp32 eager, then ``optimize_for_inference`` with ``precision``
+fp32 and bf16 (BatchNorm folded and channels-last on both); prints the differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+# bench/ modules: the script's own folder is on sys.path
+from common import counts_text, finish, interleaved, ratio, start
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = {  # name: (config, overrides)
+    "tiny": ("configs/model/faster_rcnn_tiny.yaml", ["num_classes=3"]),
+    "unet": ("configs/model/unet_tiny.yaml", ["num_classes=4"]),
+    "r50": ("configs/model/faster_rcnn_r50_fpn.yaml", ["num_classes=80"]),
+}
+
+
+def variant(model, fold: bool, channels_last: bool, bf16: bool):
+    """``(copy of model, run(samples))`` with the given knobs."""
+    import torch
+
+    from detseg.inference.fold_bn import fold_batch_norm
+    from detseg.inference.optimize import run_modules_in_bf16, trial_samples
+
+    fast = copy.deepcopy(model).eval()
+    if fold:
+        fold_batch_norm(fast, lambda: fast.predict(trial_samples(torch.device("cpu"))))
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    if bf16:
+        run_modules_in_bf16(fast)
+
+    def run(samples):
+        with torch.no_grad():
+            return [out for sample in samples for out in fast.predict([sample])]
+
+    return run
+
+
+def sides_of(model) -> tuple[dict, str]:
+    import torch
+
+    from detseg.inference.optimize import optimize_for_inference
+
+    auto, plan = optimize_for_inference(model, "auto")
+
+    def run_auto(samples):
+        with torch.no_grad():
+            return [out for sample in samples for out in auto.predict([sample])]
+
+    return {
+        "fp32": variant(model, False, False, False),
+        "fp32+fold": variant(model, True, False, False),
+        "channels-last": variant(model, False, True, False),
+        "fp32+fold+cl": variant(model, True, True, False),
+        "bf16": variant(model, False, False, True),
+        "bf16+cl": variant(model, False, True, True),
+        "auto": run_auto,
+    }, plan.describe()
+
+
+def inputs_for(name: str, rounds: int, size: int, tiny_images: int) -> list[list]:
+    import torch
+
+    from detseg.data import ShapesDataset
+    from detseg.structures import DetSample
+
+    if name == "r50":
+        g = torch.Generator().manual_seed(0)
+        height, width = size, size * 4 // 3
+        return [[DetSample(torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g), i,
+                           (height, width))] for i in range(rounds)]
+    shapes = ShapesDataset(split="val", num_images=rounds * tiny_images, image_size=128, seed=0)
+    return [[shapes[r * tiny_images + k] for k in range(tiny_images)] for r in range(rounds)]
+
+
+def speed(args) -> None:
+    import torch
+
+    from detseg.config import load_config, to_plain
+    from detseg.models import build_model
+    from detseg.structures import Instances
+
+    for name in args.models.split(","):
+        config, overrides = MODELS[name]
+        torch.manual_seed(0)
+        model = build_model(to_plain(load_config(ROOT / config, overrides))).eval()
+        sides, plan = sides_of(model)
+        inputs = inputs_for(name, args.rounds, args.size, args.tiny_images)
+        counts: dict[str, list[int]] = {side: [] for side in sides}
+
+        def count(side, i, result, counts=counts):
+            if isinstance(result[0], Instances):  # a segmenter's work is one label per pixel
+                counts[side].append(sum(len(r) for r in result))
+
+        per = f"{len(inputs[0])} image(s)" if name != "r50" else f"1 image {args.size}x{args.size * 4 // 3}"
+        print(f"\n-- {name}: {config} ({per} per round, batch 1; {args.rounds} rounds, {args.warmup} warm-up)")
+        print(f"   optimize_for_inference(precision='auto'): {plan}")
+        timings = interleaved(sides, inputs, warmup=args.warmup, on_result=count)
+        print("| side | ms per round | ratio to fp32 | detections per round |")
+        print("|---|---|---|---|")
+        for side, series in timings.items():
+            shown = counts_text(counts[side]).replace("on every image", "every round") if counts[side] else "-"
+            print(f"| {side} | {series.ms()} | {ratio(series, timings['fp32'])} | {shown} |", flush=True)
+
+
+def accuracy(config: str, checkpoint: str, overrides: list[str]) -> None:
+    import torch
+
+    from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
+    from detseg.engine.evaluate import evaluate
+    from detseg.experiment import build_evaluation, build_model_for, load_splits
+    from detseg.inference.optimize import optimize_for_inference
+    from detseg.models.base import Segmenter
+
+    cfg = load_splits(config, overrides, ["val"])
+    dataset, evaluator, settings = build_evaluation(cfg, "val")
+    model = build_model_for(cfg, dataset, initialize=False)
+    load_model_state(model, inference_weights(load_checkpoint(checkpoint)), checkpoint)
+    model.eval()
+    key = "mIoU" if isinstance(model, Segmenter) else "AP"
+    results = {}
+    for label, precision in (("fp32 eager", None), ("precision=fp32", "fp32"), ("precision=bf16", "bf16")):
+        runner = model
+        if precision is not None:
+            runner, plan = optimize_for_inference(model, precision)
+            print(plan.describe())
+        with torch.no_grad():
+            metrics = evaluate(runner, dataset, evaluator, "cpu", settings.batch_size, progress=False)
+        results[label] = metrics
+        extra = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("AP50", "AP75", "mDice", "pixel_acc") if k in metrics)
+        print(f"{label}: {key} {metrics[key]:.4f} ({extra})", flush=True)
+    base = results["fp32 eager"][key]
+    for label, metrics in results.items():
+        print(f"{label}: {key} - fp32 eager = {metrics[key] - base:+.5f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="tiny,unet,r50", help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (every side)")
+    parser.add_argument("--size", type=int, default=800, help="r50: image height (width 4/3 of it)")
+    parser.add_argument("--tiny-images", type=int, default=8, help="tiny / unet: images per round")
+    parser.add_argument("--accuracy", nargs="+", metavar="ARG",
+                        help="CONFIG CHECKPOINT [KEY=VALUE ...]: metric with fp32 and bf16 instead of speed")
+    args = parser.parse_args()
+    unknown = set(args.models.split(",")) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    if args.accuracy is not None and len(args.accuracy) < 2:
+        parser.error("--accuracy needs CONFIG CHECKPOINT")
+    start(f"bench/inference_precision.py {' '.join(sys.argv[1:])}".strip(), args.threads)
+    if args.accuracy:
+        accuracy(args.accuracy[0], args.accuracy[1], args.accuracy[2:])
+    else:
+        speed(args)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
