@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from detseg.data.io import read_image
 from detseg.data.record import ImageRecord
@@ -18,7 +17,7 @@ from detseg.errors import ConfigError, DataError
 from detseg.inference.optimize import InferencePlan, check_precision, optimize_for_inference
 from detseg.models.base import Segmenter
 from detseg.registry import UnknownNameError
-from detseg.structures import Instances
+from detseg.structures import Instances, SemanticMap
 
 ImageInput = str | Path | np.ndarray | Any  # a path, an HxWx3 uint8 RGB array, or a PIL image
 
@@ -120,17 +119,17 @@ class Predictor:
 
     @property
     def segments(self) -> bool:
-        """True for a segmenter (label maps), False for a detector (:class:`Instances`)."""
+        """True for a segmenter (:class:`SemanticMap`), False for a detector (:class:`Instances`)."""
         return isinstance(self.model, Segmenter)
 
-    def __call__(self, image: ImageInput) -> Instances | Tensor:
+    def __call__(self, image: ImageInput) -> Instances | SemanticMap:
         return self.predict_batch([image], batch_size=1)[0]
 
     @torch.no_grad()
-    def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 8) -> list[Instances | Tensor]:
+    def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 8) -> list[Instances | SemanticMap]:
         images = list(images)
         runner, _ = self._runner()
-        out: list[Instances | Tensor] = []
+        out: list[Instances | SemanticMap] = []
         for start in range(0, len(images), batch_size):
             samples = []
             for k, image in enumerate(images[start:start + batch_size]):

@@ -8,6 +8,7 @@ import torch.multiprocessing as mp
 
 from detseg.evaluation import CocoEvaluator, SegmentationEvaluator
 from detseg.evaluation.synthetic import random_coco_ground_truth, random_detections
+from detseg.structures import SemanticMap
 
 
 def evaluate_shard(rank, world_size, init_file, out_dir):
@@ -19,7 +20,7 @@ def evaluate_shard(rank, world_size, init_file, out_dir):
     g = torch.Generator().manual_seed(0)
     preds, targets = torch.randint(0, 3, (4, 8, 8), generator=g), torch.randint(0, 3, (4, 8, 8), generator=g)
     seg = SegmentationEvaluator(3)
-    seg.update(preds[rank::world_size], targets[rank::world_size])
+    seg.update([SemanticMap(p) for p in preds[rank::world_size]], targets[rank::world_size])
     metrics = {"coco": coco.compute(), "seg": seg.compute()}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(metrics))
     dist.destroy_process_group()
@@ -32,7 +33,8 @@ def test_two_processes_match_one(tmp_path):
     single.update_results(random_detections(gt, per_image=8, seed=1))
     g = torch.Generator().manual_seed(0)
     seg = SegmentationEvaluator(3)
-    seg.update(torch.randint(0, 3, (4, 8, 8), generator=g), torch.randint(0, 3, (4, 8, 8), generator=g))
+    preds, targets = torch.randint(0, 3, (4, 8, 8), generator=g), torch.randint(0, 3, (4, 8, 8), generator=g)
+    seg.update([SemanticMap(p) for p in preds], targets)
     expected = json.loads(json.dumps({"coco": single.compute(), "seg": seg.compute()}))
     for rank in range(2):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())

@@ -22,6 +22,7 @@ from detseg.inference.optimize import (
 )
 from detseg.models import build_model
 from detseg.models.backbones.base import FrozenBatchNorm2d
+from detseg.structures import SemanticMap
 
 AMX = CpuCapabilities("Intel Xeon Platinum 8480+", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
 AVX512_BF16 = CpuCapabilities("AMD EPYC 9R14", frozenset({"avx2", "avx512f", "avx512_bf16"}))
@@ -204,6 +205,15 @@ def test_predictor_runs_with_each_precision(images, repo_root, monkeypatch):
     assert any(isinstance(m, nn.BatchNorm2d) for m in predictor.model.modules())  # the loaded model is untouched
     with pytest.raises(ConfigError, match="precision"):
         Predictor(model, {}, [], precision="fp16")
+
+
+def test_a_segmenter_predictor_gives_a_semantic_map_at_the_image_size(images, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    image = images[0].image.permute(1, 2, 0).numpy()[:100, :120]
+    for precision in ("fp32", "bf16"):
+        result = Predictor(tiny_model("unet_tiny", 4), {}, ["a", "b", "c"], precision=precision)(image)
+        assert isinstance(result, SemanticMap) and result.image_size == (100, 120)
+        assert result.labels.dtype == torch.int64 and 0 <= int(result.labels.min()) <= int(result.labels.max()) < 4
 
 
 def test_bf16_keeps_the_segmentation_metric(repo_root, monkeypatch):
