@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA path, on a machine with an NVIDIA GPU (nothing here runs it on CPU-only machines):
 #
-#   bash bench/gpu_check.sh            # after `make setup`; PY=... to use another interpreter
+#   bash bench/gpu_check.sh            # after `make setup`; PY=... to use another interpreter,
+#                                      # GPU_CHECK_DIR=... for another log folder
 #
 # Steps, each logged to runs/gpu_check/<step>.log, then one table (status, wall time, result):
 #   demo   the main job on the GPU: train configs/faster_rcnn/shapes.yaml with device=cuda,
@@ -11,11 +12,12 @@
 #          (--nproc_per_node=1), 200 iterations
 #   speed  bench/train_speed.py --device cuda: R50-FPN Faster R-CNN against torchvision, both on
 #          the GPU, ratios of training / inference time and peak GPU memory
+#   speed_mask  the same for R50-FPN Mask R-CNN at 800 px
 # Exit status: 0 when every step passed, 1 otherwise; 2 when torch sees no CUDA device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/gpu_check}
+OUT=${GPU_CHECK_DIR:-runs/gpu_check}
 CONFIG=configs/faster_rcnn/shapes.yaml
 
 gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
@@ -56,7 +58,7 @@ step() {
         failed=1
         tail -5 "$OUT/$name.log"
     fi
-    rows+=("$(printf '%-6s | %-44s | %6d s | %s' "$name" "$status" $((SECONDS - begin)) "$result_text")")
+    rows+=("$(printf '%-10s | %-44s | %6d s | %s' "$name" "$status" $((SECONDS - begin)) "$result_text")")
 }
 
 step demo "$PY -c \"import json; m = json.load(open('$OUT/demo_eval.json')); print(' '.join(f'{k} {m[k]:.4f}' for k in ('AP', 'AP50')))\"" -- bash -c \
@@ -70,9 +72,11 @@ step ddp "last_metrics $OUT/ddp" -- \
     train.max_iters=200 train.eval_every=200 output_dir=$OUT/ddp
 step speed "grep 'ratio detseg / torchvision' $OUT/speed.log | head -1 | sed 's/^ *//'" -- \
     env OMP_WAIT_POLICY=PASSIVE "$PY" bench/train_speed.py --device cuda --rows 800,128 --runs 10
+step speed_mask "grep 'ratio detseg / torchvision' $OUT/speed_mask.log | head -1 | sed 's/^ *//'" -- \
+    env OMP_WAIT_POLICY=PASSIVE "$PY" bench/train_speed.py --device cuda --family mask --rows 800 --runs 10
 
 echo
 echo "detseg CUDA check on $(head -1 "$OUT/gpu.txt")"
-printf '%-6s | %-44s | %8s | %s\n' step status wall result
+printf '%-10s | %-44s | %8s | %s\n' step status wall result
 for row in "${rows[@]}"; do echo "$row"; done
 exit $failed
