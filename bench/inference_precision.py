@@ -5,6 +5,7 @@ picks on this machine.
     python bench/inference_precision.py [--models tiny,unet,r50] [--rounds 10] [--threads 2]
                                         [--size 800] [--tiny-images 8]
     python bench/inference_precision.py --accuracy CONFIG CHECKPOINT [KEY=VALUE ...]
+    PYTHONPATH=. python bench/inference_precision.py --against-torchvision [--rounds 10] [--size 800]
 
 Speed (first form). Models, random weights (a model's work does not depend on them except
 through the number of detections, printed per side):
@@ -25,6 +26,22 @@ Sides (each a copy of the model in eval mode, under ``torch.no_grad``):
 bench/common.py) after ``--warmup`` untimed rounds; ``--rounds`` timed rounds. Printed: median
 and min-max ms per round of each side, and each side's ratio to ``fp32`` (median of the
 per-round ratios, min-max).
+
+Against torchvision (third form; ``PYTHONPATH=.`` because it builds the models with the zoo
+parity tests' helpers, ``tests/zoo/``): torchvision's ``fasterrcnn_resnet50_fpn`` in fp32
+eager, as its COCO weights build it (FrozenBatchNorm2d, ``trainable_backbone_layers=3``),
+with random weights spread as in the zoo tests and BatchNorm statistics from one training
+forward; the same weights loaded into detseg's mirror (``configs/model/tv_fasterrcnn_resnet50_fpn.yaml``).
+Sides, each timed against torchvision in the same rounds: ``detseg fp32 eager``,
+``detseg precision=fp32`` (folded BatchNorm + channels-last), ``detseg onnxruntime`` (the
+exported graph, CPU provider, :mod:`detseg.inference.onnx_runtime`; exported and checked in
+the warm-up round) and ``detseg auto``. One smooth random ``--size`` x ``4/3 --size`` image per
+round (torchvision's resize is a no-op at 800 x 1066). Printed per side: ratio to torchvision,
+detections per round and, per detection, the box difference from torchvision's nearest
+detection of the same label (the share within 1e-3 px, the median, the count beyond 1 px);
+and the same for torchvision against itself with ``nn.BatchNorm2d`` in place of
+FrozenBatchNorm2d (the same arithmetic, rounded differently): the noise floor of these
+random weights.
 
 Accuracy (second form): the checkpoint's COCO AP (detectors) or mIoU (segmenters) on the
 config's ``data.val``: plain fp32 eager, then ``optimize_for_inference`` with ``precision``
@@ -169,6 +186,113 @@ def accuracy(config: str, checkpoint: str, overrides: list[str]) -> None:
         print(f"{label}: {key} - fp32 eager = {metrics[key] - base:+.5f}")
 
 
+def torchvision_faster_rcnn():
+    """torchvision's ``fasterrcnn_resnet50_fpn`` as its COCO weights build it (FrozenBatchNorm2d,
+    stem and layer1 frozen), random weights spread as in tests/zoo, in eval mode; and the same
+    model with ``nn.BatchNorm2d`` (eval) in place of FrozenBatchNorm2d: the same arithmetic,
+    rounded differently, for the noise floor of the box comparison."""
+    import torch
+    import torchvision
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from tests.zoo.test_rcnn_zoo import torchvision_model
+
+    plain = torchvision_model("fasterrcnn_resnet50_fpn")  # BatchNorm2d, statistics from one training forward
+    # what fasterrcnn_resnet50_fpn(weights=COCO_V1) builds before loading the weights
+    backbone = _resnet_fpn_extractor(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d), 3)
+    frozen = torchvision.models.detection.FasterRCNN(backbone, num_classes=91)
+    frozen.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.endswith("num_batches_tracked")})
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules()) == 53
+    with torch.no_grad():
+        return frozen.eval(), plain.eval()
+
+
+def box_differences(ours, theirs) -> list[float]:
+    """Per detection ``(boxes, scores, labels)`` of ``ours``: the largest coordinate difference
+    (pixels) from the nearest box of the same label among ``theirs`` (``inf`` where none)."""
+    out = []
+    for box, label in zip(ours[0], ours[2]):
+        same = theirs[0][theirs[2] == label]
+        out.append(float((same - box).abs().max(1).values.min()) if len(same) else float("inf"))
+    return out
+
+
+def difference_text(differences: list[float]) -> str:
+    """``"97% within 1e-3 px, median 2.1e-04 px, 3 of 600 beyond 1 px"``."""
+    import statistics
+
+    if not differences:
+        return "no detections"
+    within = sum(d <= 1e-3 for d in differences) / len(differences)
+    return (f"{100 * within:.0f}% within 1e-3 px, median {statistics.median(differences):.1e} px, "
+            f"{sum(d > 1 for d in differences)} of {len(differences)} beyond 1 px")
+
+
+def as_triple(result) -> tuple:
+    """``(boxes, scores, labels 0..C-1)`` of detseg ``Instances`` or a torchvision output."""
+    if isinstance(result, dict):
+        return result["boxes"], result["scores"], result["labels"] - 1  # torchvision's 0 is background
+    return result.boxes.tensor, result.scores, result.labels
+
+
+def against_torchvision(args) -> None:
+    import tempfile
+
+    import torch
+
+    from detseg.inference.onnx_runtime import onnxruntime_model
+    from detseg.inference.optimize import optimize_for_inference
+    from tests.zoo.parity import detseg_model, samples_of, smooth_image
+
+    theirs, plain = torchvision_faster_rcnn()
+    scratch = tempfile.TemporaryDirectory()
+    path = Path(scratch.name) / "fasterrcnn_resnet50_fpn.pth"
+    torch.save(theirs.state_dict(), path)
+    ours = detseg_model("fasterrcnn_resnet50_fpn", path)
+    fp32, plan32 = optimize_for_inference(ours, "fp32")
+    auto, plan = optimize_for_inference(ours, "auto")
+    # tolerance inf: the runtime's own check is skipped here; the table reports the difference
+    ort, ort_plan = onnxruntime_model(ours, Path(scratch.name) / "onnx", {"bench": "tv_r50"}, float("inf"))
+    for line in (plan32.describe(), plan.describe(), ort_plan.describe()):
+        print(f"   {line}")
+
+    def detseg_side(model):
+        return lambda image: model.predict(samples_of([image]))[0]
+
+    reference = "torchvision fp32 eager"
+    sides = {reference: lambda image: theirs([image.float() / 255])[0],
+             "detseg fp32 eager": detseg_side(ours), "detseg precision=fp32": detseg_side(fp32),
+             "detseg onnxruntime": detseg_side(ort), "detseg auto": detseg_side(auto)}
+    height, width = args.size, args.size * 4 // 3
+    images = [smooth_image(height, width, seed=i) for i in range(args.rounds)]
+    results: dict[str, dict[int, tuple]] = {side: {} for side in sides}
+
+    def keep(side, i, result):
+        results[side][i] = as_triple(result)
+
+    print(f"\n-- torchvision fasterrcnn_resnet50_fpn vs detseg tv_fasterrcnn_resnet50_fpn, same weights, "
+          f"1 image {height}x{width} per round, batch 1; {args.rounds} rounds, {args.warmup} warm-up")
+    with torch.no_grad():
+        timings = interleaved(sides, images, warmup=max(args.warmup, 1), on_result=keep)
+        floor = [d for i in range(min(3, len(images)))
+                 for d in box_differences(as_triple(plain([images[i].float() / 255])[0]), results[reference][i])]
+    print("| side | ms per image | ratio to torchvision fp32 eager | detections per image | box difference "
+          "from torchvision's nearest detection of the same label |")
+    print("|---|---|---|---|---|")
+    for side, series in timings.items():
+        counts = [len(r[0]) for r in results[side].values()]
+        difference = "-"
+        if side != reference:
+            difference = difference_text([d for i in results[side]
+                                          for d in box_differences(results[side][i], results[reference][i])])
+        print(f"| {side} | {series.ms()} | {ratio(series, timings[reference])} | {counts_text(counts)} | "
+              f"{difference} |", flush=True)
+    print(f"noise floor: torchvision with nn.BatchNorm2d (eval) for FrozenBatchNorm2d, the same arithmetic "
+          f"rounded differently, on the first {min(3, len(images))} images: {difference_text(floor)}")
+    scratch.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tiny,unet,r50", help=f"comma-separated, of {', '.join(MODELS)}")
@@ -177,6 +301,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (every side)")
     parser.add_argument("--size", type=int, default=800, help="r50: image height (width 4/3 of it)")
     parser.add_argument("--tiny-images", type=int, default=8, help="tiny / unet: images per round")
+    parser.add_argument("--against-torchvision", action="store_true",
+                        help="R50-FPN Faster R-CNN: detseg fp32 / precision=fp32 / onnxruntime / auto against "
+                             "torchvision's fasterrcnn_resnet50_fpn fp32 eager (run with PYTHONPATH=.)")
     parser.add_argument("--accuracy", nargs="+", metavar="ARG",
                         help="CONFIG CHECKPOINT [KEY=VALUE ...]: metric with fp32 and bf16 instead of speed")
     args = parser.parse_args()
@@ -188,6 +315,8 @@ def main() -> None:
     start(f"bench/inference_precision.py {' '.join(sys.argv[1:])}".strip(), args.threads)
     if args.accuracy:
         accuracy(args.accuracy[0], args.accuracy[1], args.accuracy[2:])
+    elif args.against_torchvision:
+        against_torchvision(args)
     else:
         speed(args)
     finish()

@@ -174,7 +174,9 @@ def load_exported(path: str | Path) -> Callable[[Tensor], tuple[Tensor, ...]]:
     if path.suffix == ".onnx":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # the threads PyTorch was given
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         expected = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape]
 
         def run_onnx(image: Tensor) -> tuple[Tensor, ...]:
@@ -278,13 +280,13 @@ def parity_check(model: nn.Module, exported: str | Path, samples: Sequence[DetSa
             exported_eval.update([SemanticMap(got_map)], [sample.gt_sem_seg])
             continue
         detections += len(expected[0])
-        difference = _detection_difference(expected, got)
+        difference = detection_difference(expected, got)
         worst = max(worst, difference)
         if difference > tolerance:
             mismatched.append(index)
         size = (sample.image.shape[-2], sample.image.shape[-1])
-        torch_eval.update([_instances(expected, size, sample)], [sample.image_id])
-        exported_eval.update([_instances(got, size, sample)], [sample.image_id])
+        torch_eval.update([exported_instances(expected, size, sample)], [sample.image_id])
+        exported_eval.update([exported_instances(got, size, sample)], [sample.image_id])
     metric = "mIoU" if segments else "AP"
     torch_results, exported_results = torch_eval.compute(), exported_eval.compute()
     masks = (torch_results["mask_AP"], exported_results["mask_AP"]) if "mask_AP" in torch_results else None
@@ -305,7 +307,7 @@ def restrict_ground_truth(evaluator: Any, image_ids: Sequence[Any]) -> Any:
     return evaluator
 
 
-def _detection_difference(expected: tuple[Tensor, ...], got: tuple[Tensor, ...]) -> float:
+def detection_difference(expected: tuple[Tensor, ...], got: tuple[Tensor, ...]) -> float:
     """The largest box or score difference, or fraction of mask pixels that differ; ``inf``
     when counts, labels or mask sizes differ."""
     boxes, scores, labels, *masks = expected
@@ -322,7 +324,7 @@ def _detection_difference(expected: tuple[Tensor, ...], got: tuple[Tensor, ...])
     return float(max(differences))
 
 
-def _instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSample) -> Instances:
+def exported_instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSample) -> Instances:
     """Detections in the original image's coordinates, as the evaluator wants them."""
     boxes, scores, labels, *masks = outputs
     instances = Instances(Boxes(boxes.float()), labels.long(), size, scores=scores.float(),
@@ -330,4 +332,5 @@ def _instances(outputs: tuple[Tensor, ...], size: tuple[int, int], sample: DetSa
     return rescale_instances(instances, tuple(sample.orig_size))
 
 
-__all__ = ["ExportError", "ExportableModel", "ParityReport", "export_model", "input_shape", "load_exported", "parity_check"]
+__all__ = ["ExportError", "ExportableModel", "ParityReport", "detection_difference", "export_model", "exported_instances",
+           "input_shape", "load_exported", "parity_check"]

@@ -329,10 +329,13 @@ def check_data_before_training(cfg: DictConfig, path: str | Path, verbose: bool 
 
 def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Sequence[str] = (),
                         progress: bool = True, report_dir: str | Path | None = None,
-                        split: str = "val") -> dict[str, float]:
+                        split: str = "val", precision: str = "auto",
+                        runtime: str = "torch") -> dict[str, float]:
     """Metrics of a checkpoint's weights on the config's ``data.<split>`` (after overrides),
     read with that split's loader settings; ``report_dir`` also gets the plots and
-    ``report.html`` (:mod:`detseg.evaluation.plots`)."""
+    ``report.html`` (:mod:`detseg.evaluation.plots`). The model runs as
+    :func:`~detseg.inference.runtime.prepare_inference` makes it for ``precision`` and
+    ``runtime`` (the line saying how is printed); ``precision="fp32"`` gives training's numbers."""
     from detseg.engine.checkpoint import (
         CheckpointError,
         inference_weights,
@@ -342,6 +345,7 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     from detseg.engine.distributed import init_distributed
     from detseg.engine.evaluate import evaluate
     from detseg.engine.trainer import select_device
+    from detseg.inference.runtime import prepare_inference
 
     # Only data.<split> matters here, so a data group whose train split needs paths
     # (data=coco) can be used with just that split's paths given.
@@ -362,7 +366,11 @@ def evaluate_checkpoint(path: str | Path, checkpoint: str | Path, overrides: Seq
     model = build_model_for(cfg, dataset, initialize=False)
     load_model_state(model, inference_weights(state), str(checkpoint))
     device = select_device(cfg.device)
-    metrics = evaluate(model.to(device), dataset, evaluator, device, settings.batch_size,
+    cache = Path(checkpoint).with_suffix(".onnxruntime")  # onnxruntime's graphs, beside the checkpoint
+    runner, plan = prepare_inference(model.to(device), precision, runtime, cache, to_plain(cfg.model))
+    if processes.is_main:
+        print(plan.describe(), flush=True)
+    metrics = evaluate(runner, dataset, evaluator, device, settings.batch_size,
                        progress=progress and processes.is_main, num_workers=settings.num_workers)
     if report_dir is not None:
         from detseg.evaluation.plots import write_evaluation_report

@@ -87,7 +87,7 @@ def test_a_run_without_num_classes_is_evaluated_and_predicted_from_its_saved_con
     state = load_checkpoint(run_dir / "last.pt")
     assert state["config"]["model"]["num_classes"] == 3
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["num_classes"] == 3
-    again = evaluate_checkpoint(config, run_dir / "last.pt", progress=False)
+    again = evaluate_checkpoint(config, run_dir / "last.pt", progress=False, precision="fp32")
     assert again["AP50"] == pytest.approx(metrics["AP50"], nan_ok=True)
     predictor = Predictor.from_checkpoint(run_dir / "last.pt")  # no data set: the saved config says 3
     assert predictor.model.num_classes == 3

@@ -10,6 +10,13 @@ or on any data set given by overrides::
         data=voc data.data_root=VOCdevkit/VOC2007 evaluator=voc
     torchrun --nproc_per_node=4 tools/eval.py CONFIG --checkpoint CKPT   # each process a share
 
+A checkpoint runs on the inference fast path: ``--precision auto`` (the default) takes bf16 +
+channels-last where the CPU has bf16 units, fp32 elsewhere, BatchNorm folded either way
+(``--precision fp32`` reproduces training's numbers); ``--runtime onnxruntime`` runs the
+exported ONNX graph (CPU provider, checked once against PyTorch, cached beside the
+checkpoint). The first line printed names the path taken. (``--backend`` is the COCO
+evaluator, hence ``--runtime`` for the model's.)
+
 Detection (COCO results JSON, or a folder of VOC devkit result files)::
 
     detseg-eval --gt ANN.json --results RES.json [--iou-type bbox|segm]
@@ -62,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", metavar="DIR", help="also write plots (PR curves, confusion matrix, per-class "
                         "bars), DIR/report.html and DIR/gallery.html (the worst images with their errors drawn)")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint on CONFIG's data.val")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="with --checkpoint: auto = bf16 + channels-last where the CPU has bf16 units, "
+                             "else fp32; BatchNorm folded on every path (detseg/inference/optimize.py)")
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
+                        help="with --checkpoint: onnxruntime runs the exported ONNX graph (CPU provider), "
+                             "checked once against PyTorch; needs pip install detseg[export]")
     parser.add_argument("overrides", nargs="*", metavar="[CONFIG] KEY=VALUE",
                         help="an experiment YAML (with --checkpoint) and config overrides")
     args = parser.parse_intermixed_args(argv)  # overrides may follow --checkpoint
@@ -108,9 +121,12 @@ def _evaluate(argv: list[str] | None) -> int:
     if args.checkpoint:
         from detseg.engine.distributed import is_main_process, shutdown
         from detseg.experiment import evaluate_checkpoint
+        from detseg.inference.runtime import check_runtime
 
+        check_runtime(args.runtime, args.precision)  # e.g. onnxruntime not installed: before any loading
         try:
-            metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides, report_dir=args.report)
+            metrics = evaluate_checkpoint(args.config, args.checkpoint, args.overrides, report_dir=args.report,
+                                          precision=args.precision, runtime=args.runtime)
             reporting = is_main_process()  # under torchrun only rank 0 reports
         finally:
             shutdown()

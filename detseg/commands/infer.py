@@ -9,6 +9,11 @@ original pixel coordinates); for segmentation also ``<image>.png`` label maps.
 ``--precision auto`` (the default) runs bf16 + channels-last where the CPU has bf16 units
 (``amx_bf16`` / ``avx512_bf16``), fp32 elsewhere, with BatchNorm folded either way; the
 first line printed names the path and why (``detseg/inference/optimize.py``).
+
+``--runtime onnxruntime`` exports the checkpoint to ONNX instead (one graph per image size
+for detectors, cached in ``<checkpoint>.onnxruntime/`` beside it and reused while the
+checkpoint is unchanged), checks each graph once against PyTorch and predicts with
+onnxruntime's CPU provider (``pip install detseg[export]``; ``detseg/inference/onnx_runtime.py``).
 """
 
 from __future__ import annotations
@@ -32,20 +37,25 @@ def _infer(argv: list[str] | None) -> int:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="auto: bf16 + channels-last where the CPU has bf16 units, else fp32; "
                              "BatchNorm is folded on every path (detseg/inference/optimize.py)")
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
+                        help="onnxruntime: run the exported ONNX graph (CPU provider), checked once against "
+                             "PyTorch; needs pip install detseg[export]")
     args = parser.parse_args(argv)
 
     from detseg.errors import ConfigError
     from detseg.inference import Predictor
     from detseg.inference.predictor import resolve_device
     from detseg.inference.run import collect_images, predict_files
+    from detseg.inference.runtime import check_runtime
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not 0 <= args.score_thresh <= 1:
         raise ConfigError(f"--score-thresh must be in [0, 1], got {args.score_thresh:g}")
-    resolve_device(args.device)  # these fail before the model loads: a device that is not here,
-    collect_images(args.images)  # a missing image, a folder without images
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    check_runtime(args.runtime, args.precision, resolve_device(args.device))  # these fail before the model
+    collect_images(args.images)  # loads: a device that is not here, a missing image, a folder without images
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
+                                          runtime=args.runtime)
     print(predictor.plan.describe())
     out = predict_files(predictor, args.images, args.out, args.score_thresh, args.batch_size)
     print(f"wrote predictions for {len(list(out.glob('*.jpg')))} image(s) to {out}")

@@ -14,7 +14,9 @@ from detseg.data.record import ImageRecord
 from detseg.data.transforms import build_transforms
 from detseg.engine.checkpoint import inference_weights, load_checkpoint, load_model_state
 from detseg.errors import ConfigError, DataError
-from detseg.inference.optimize import InferencePlan, check_precision, optimize_for_inference
+from detseg.inference.onnx_runtime import OnnxRuntimePlan
+from detseg.inference.optimize import InferencePlan, check_precision
+from detseg.inference.runtime import check_runtime, prepare_inference
 from detseg.models.base import Segmenter
 from detseg.registry import UnknownNameError
 from detseg.structures import Instances, SemanticMap
@@ -73,14 +75,23 @@ class Predictor:
     (:func:`~detseg.inference.optimize.optimize_for_inference`): predictions come from an
     optimised copy of the model, made on the first prediction (or when :attr:`plan` is
     first read); ``model`` itself stays as it was loaded.
+
+    ``runtime`` is ``torch`` or ``onnxruntime``: the latter exports the model to ONNX (one
+    graph per image size for detectors; cached in ``cache_dir``, next to the checkpoint for
+    :meth:`from_checkpoint`, else in the temporary folder), checks each graph once against
+    PyTorch and predicts with onnxruntime's CPU provider
+    (:mod:`detseg.inference.onnx_runtime`); ``precision`` must then be ``fp32`` or ``auto``.
     """
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], class_names: Sequence[str],
-                 device: str | torch.device = "cpu", precision: str = "auto") -> None:
+                 device: str | torch.device = "cpu", precision: str = "auto", runtime: str = "torch",
+                 cache_dir: str | Path | None = None) -> None:
         self.device = resolve_device(device)
         self.precision = check_precision(precision)
+        self.runtime = check_runtime(runtime, precision, self.device)
+        self.cache_dir = cache_dir
         self.model = model.to(self.device).eval()
-        self._optimized: tuple[torch.nn.Module, InferencePlan] | None = None
+        self._optimized: tuple[torch.nn.Module, InferencePlan | OnnxRuntimePlan] | None = None
         self.config = config
         self.class_names = list(class_names)
         val = (config.get("data") or {}).get("val") or {}
@@ -88,7 +99,9 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        precision: str = "auto") -> Predictor:
+                        precision: str = "auto", runtime: str = "torch") -> Predictor:
+        """The model and config in checkpoint ``path``; onnxruntime's graphs are cached in
+        ``<path without suffix>.onnxruntime/`` beside it."""
         from detseg.models import build_model
         from detseg.models.build import with_num_classes_lifted
 
@@ -105,16 +118,18 @@ class Predictor:
         except ConfigError as exc:
             raise ConfigError(f"{path}: its config cannot be built: {exc}") from None
         load_model_state(model, inference_weights(state), str(path))
-        return cls(model, config, state.get("meta", {}).get("class_names", []), device, precision)
+        return cls(model, config, state.get("meta", {}).get("class_names", []), device, precision, runtime,
+                   Path(path).with_suffix(".onnxruntime"))
 
     @property
-    def plan(self) -> InferencePlan:
+    def plan(self) -> InferencePlan | OnnxRuntimePlan:
         """How predictions run here (``plan.describe()`` says it in one line)."""
         return self._runner()[1]
 
-    def _runner(self) -> tuple[torch.nn.Module, InferencePlan]:
+    def _runner(self) -> tuple[torch.nn.Module, InferencePlan | OnnxRuntimePlan]:
         if self._optimized is None:
-            self._optimized = optimize_for_inference(self.model, self.precision)
+            self._optimized = prepare_inference(self.model, self.precision, self.runtime, self.cache_dir,
+                                                self.config.get("model"))
         return self._optimized
 
     @property

@@ -42,9 +42,10 @@ def train_log(run_dir: Path) -> tuple[dict[int, float], list[dict]]:
 
 def test_two_process_evaluation_equals_one_process(experiment, tmp_path):
     run_dir, _ = train_from_config(experiment, [f"output_dir={tmp_path / 'run'}"], progress=False)
-    single = evaluate_checkpoint(experiment, run_dir / "last.pt", progress=False)
+    single = evaluate_checkpoint(experiment, run_dir / "last.pt", progress=False, precision="fp32")
     out = tmp_path / "two.json"
-    result = torchrun("tools/eval.py", str(experiment), "--checkpoint", str(run_dir / "last.pt"), "--out", str(out))
+    result = torchrun("tools/eval.py", str(experiment), "--checkpoint", str(run_dir / "last.pt"), "--out", str(out),
+                      "--precision", "fp32")
     assert result.stdout.count("wrote") == 1  # rank 0 reports, rank 1 stays silent
     two = json.loads(out.read_text())
     assert two["AP"] > 0  # a trained model, so the comparison means something

@@ -46,7 +46,7 @@ def test_one_command_trains_on_a_coco_folder_with_size_and_anchors_from_the_data
     # The custom YAML evaluated with the checkpoint takes the run's fitted size and anchors
     trained = json.loads((run / "metrics.json").read_text())
     metrics = evaluate_checkpoint(ROOT / "configs/custom/detect_cpu.yaml", run / "last.pt",
-                                  [*COCO_FOLDER, "device=cpu"], progress=False)
+                                  [*COCO_FOLDER, "device=cpu"], progress=False, precision="fp32")
     assert metrics["AP"] == pytest.approx(trained["AP"], abs=1e-12)
 
 
