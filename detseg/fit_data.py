@@ -10,7 +10,9 @@ anchors as a first guess; this module fits both to the data set the run is given
   shapes cover at the matcher's IoU (:mod:`detseg.ops.anchor_fit`) is printed; below
   ``fit.min_coverage`` (0.98) the anchors are re-fitted (k-means, then evolved as Ultralytics
   does) and used when they cover
-  more, both numbers printed. The boxes are measured in model input pixels (the training
+  more, both numbers printed. An SSD head's default boxes are anchors too: their
+  ``scales`` and ``aspect_ratios`` are re-fitted (quantiles of the boxes' sizes and
+  elongations, then evolved), as many ratios per map as configured. The boxes are measured in model input pixels (the training
   split's resizing transforms and the model's own resize applied to each image's size);
 - the class count is the data set's already (:func:`detseg.experiment.build_model_for`).
 
@@ -34,11 +36,14 @@ from detseg.config import PositiveInt, UnitInterval, build_section, builder_sign
 from detseg.data import DetectionDataset, build_dataset
 from detseg.ops.anchor_fit import (
     coverage,
+    default_box_shapes,
+    fit_default_boxes,
     fit_shapes,
     fit_sizes,
     refit_if_better,
     size_ratio_shapes,
 )
+from detseg.ops.default_boxes import ssd_scales
 from detseg.registry import DENSE_HEADS, PROPOSAL_SOURCES
 
 SIZE_MULTIPLE = 32
@@ -77,7 +82,7 @@ def settle_image_size(cfg: DictConfig, say=print) -> None:
     split = next((s for s in ("train", "val", "test") if cfg.data.get(s) is not None), None)
     if split is None:
         return
-    node = {**to_plain(cfg.data[split]), "transforms": []}
+    node = {**to_plain(cfg.data[split]), "transforms": [], "close_mosaic": 0}
     sides = [max(h, w) for h, w in image_sizes(build_dataset(node, f"data.{split}"))]
     median = statistics.median(sides)
     size = min(fit.max_image_size, SIZE_MULTIPLE * math.ceil(median / SIZE_MULTIPLE))
@@ -109,6 +114,7 @@ class AnchorSpec:
     threshold_name: str
     per_level: list[int]
     ratios: list[float] | None = None  # size x ratio anchors (RPN); None: [w, h] pairs (YOLO)
+    side: float | None = None  # SSD default boxes: the input side their fractions are of
 
 
 def _setting(node: Any, registry, key: str) -> Any:
@@ -119,8 +125,9 @@ def _setting(node: Any, registry, key: str) -> Any:
 
 
 def anchor_spec(model: dict) -> AnchorSpec | None:
-    """The anchors of a model config (plain dict): an RPN's sizes x ratios, or a YOLO head's
-    ``[w, h]`` pairs; None for models without anchors of those kinds."""
+    """The anchors of a model config (plain dict): an RPN's sizes x ratios, a YOLO head's
+    ``[w, h]`` pairs, or an SSD head's default boxes (``current``: ``{scales, aspect_ratios}``,
+    ``per_level``: ratios per map); None for models without anchors of those kinds."""
     source, head = model.get("proposal_source") or {}, model.get("head") or {}
     if source.get("name") == "rpn":
         sizes = [list(level) for level in source["anchor_sizes"]]
@@ -134,6 +141,15 @@ def anchor_spec(model: dict) -> AnchorSpec | None:
         threshold = _setting(head, DENSE_HEADS, "ignore_threshold")
         return AnchorSpec("model.head.anchors", pairs, shapes, threshold, "the YOLO head's ignore_threshold",
                           [len(level) for level in pairs])
+    if head.get("name") == "ssd":
+        ratios = [list(level) for level in head["aspect_ratios"]]
+        scales = head.get("scales") or ssd_scales(len(ratios), _setting(head, DENSE_HEADS, "min_scale"),
+                                                  _setting(head, DENSE_HEADS, "max_scale"))
+        resize = model.get("resize") or {}
+        side = model.get("input_size") or max(resize.get("fixed_size") or [resize.get("max_size") or 0])
+        return AnchorSpec("model.head.scales/aspect_ratios", {"scales": list(scales), "aspect_ratios": ratios},
+                          default_box_shapes(scales, ratios) * side, _setting(head, DENSE_HEADS, "iou_threshold"),
+                          "the SSD matcher's iou_threshold", [len(level) for level in ratios], side=side)
     return None
 
 
@@ -147,8 +163,6 @@ def fit_anchors(cfg: DictConfig, dataset: DetectionDataset, say=print) -> None:
     model = to_plain(cfg.model)
     spec = anchor_spec(model)
     if spec is None:
-        if (model.get("head") or {}).get("name") == "ssd":
-            say("fit: SSD default boxes are not checked (their scales are set by min_scale/max_scale)")
         return
     wh = box_shapes(cfg, dataset)
     before = coverage(wh, spec.shapes, spec.threshold)
@@ -156,26 +170,40 @@ def fit_anchors(cfg: DictConfig, dataset: DetectionDataset, say=print) -> None:
         f"an anchor shape at IoU >= {spec.threshold:g} ({spec.threshold_name}); {spec.key}={spec.current}")
     if fit.anchors == "check" or before >= fit.min_coverage:
         return
-    k = sum(spec.per_level)
+    k = sum(spec.per_level) if spec.side is None else sum(spec.per_level) + len(spec.per_level) + 1
     if len(wh) < k:
         say(f"fit: {len(wh)} training boxes are too few to fit {k} anchors; the configured anchors are kept")
         return
-    if spec.ratios is not None:
+    if spec.side is not None:
+        scales, ratios = fit_default_boxes(wh / spec.side, spec.per_level, spec.threshold, seed=cfg.get("seed", 0))
+        fitted = {"scales": scales, "aspect_ratios": ratios}
+        candidate = default_box_shapes(scales, ratios) * spec.side
+    elif spec.ratios is not None:
         fitted = fit_sizes(wh, spec.per_level, spec.ratios, spec.threshold, seed=cfg.get("seed", 0))
         candidate = size_ratio_shapes(fitted, spec.ratios)
     else:
         fitted = fit_shapes(wh, spec.per_level, spec.threshold, seed=cfg.get("seed", 0))
         candidate = torch.tensor([wh_ for level in fitted for wh_ in level], dtype=torch.float64)
     before, after, better = refit_if_better(wh, spec.shapes, candidate, spec.threshold)
+    how = "quantiles + evolution" if spec.side is not None else "k-means + evolution"
     if not better:
-        say(f"fit: anchors re-fitted (k-means + evolution) cover {after:.4f}, not more than {before:.4f}; "
+        say(f"fit: anchors re-fitted ({how}) cover {after:.4f}, not more than {before:.4f}; "
             f"the configured anchors are kept")
         return
-    with open_dict(cfg):
-        node = cfg.model.proposal_source if spec.ratios is not None else cfg.model.head
-        node[spec.key.rsplit(".", 1)[1]] = fitted
-    say(f"fit: anchors re-fitted (k-means + evolution): coverage {before:.4f} -> {after:.4f}; {spec.key}={fitted} "
+    _write_anchors(cfg, spec, fitted)
+    say(f"fit: anchors re-fitted ({how}): coverage {before:.4f} -> {after:.4f}; {spec.key}={fitted} "
         f"(fit.anchors=keep uses the configured ones)")
+
+
+def _write_anchors(cfg: DictConfig, spec: AnchorSpec, fitted: Any) -> None:
+    """Put ``fitted`` anchors of ``spec``'s kind into the model config."""
+    with open_dict(cfg):
+        if spec.side is not None:
+            cfg.model.head.scales, cfg.model.head.aspect_ratios = fitted["scales"], fitted["aspect_ratios"]
+        elif spec.ratios is not None:
+            cfg.model.proposal_source.anchor_sizes = fitted
+        else:
+            cfg.model.head.anchors = fitted
 
 
 def box_shapes(cfg: DictConfig, dataset: DetectionDataset) -> torch.Tensor:
@@ -212,11 +240,13 @@ def _sized_boxes(dataset: DetectionDataset):
 def input_scale(transforms: list[dict], model: dict, height: float, width: float) -> tuple[float, float]:
     """``(x, y)`` scale from an image of ``height x width`` to the model input: the resizing
     transforms of the training split in order (``longest_max_size``, ``smallest_max_size``,
-    ``resize``; random ones are taken at scale 1), then the model's own ``input_size`` or
+    ``resize``, ``mosaic``; random ones are taken at scale 1), then the model's own ``input_size`` or
     ``resize``."""
     h, w = float(height), float(width)
     for node in transforms:
         name = node.get("name")
+        if name == "mosaic":  # each image to a longest side of `size`, as longest_max_size
+            name, node = "longest_max_size", {"max_size": node.get("size")}
         if name in ("longest_max_size", "smallest_max_size") and node.get("max_size") is not None:
             target = node["max_size"]
             target = statistics.mean(target) if isinstance(target, list) else float(target)
@@ -254,5 +284,4 @@ def adopt_fitted(cfg: DictConfig, trained: dict[str, Any] | None) -> None:
             cfg.fit.image_size = trained["fit"].get("image_size")
         spec = anchor_spec(trained.get("model") or {})
         if spec is not None and anchor_spec(to_plain(cfg.model)) is not None:
-            node = cfg.model.proposal_source if spec.ratios is not None else cfg.model.head
-            node[spec.key.rsplit(".", 1)[1]] = spec.current
+            _write_anchors(cfg, spec, spec.current)

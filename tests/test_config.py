@@ -232,7 +232,7 @@ def overrides_for_sample_data(path: Path, camvid_root: Path) -> list[str]:
     if path.parent.name == "finetune" and "deeplab" in path.stem:  # a camvid-style folder, ignore 255
         overrides += [f"data.data_root={camvid_root}", f"data.class_names=[{','.join(f'c{i}' for i in range(12))}]"]
     if path.parent.name == "custom":  # your own data: the repository's COCO sample, a CamVid-style folder
-        overrides += (DATA_OVERRIDES["coco"] if path.stem.startswith("detect") else
+        overrides += (DATA_OVERRIDES["coco"] if not path.stem.startswith("segment") else
                       [f"data.data_root={camvid_root}", f"data.class_names=[{','.join(f'c{i}' for i in range(12))}]"])
     if path.parent.name in ("rcnn", "fast_rcnn"):  # proposal files are made by tools/gen_proposals.py
         overrides += ["data.train.proposals=null", "data.val.proposals=null"]

@@ -105,3 +105,45 @@ def test_fit_values_are_validated_by_key():
         load_experiment(DETECT, [*COCO_MINI, "fit.anchors=refit"])
     with pytest.raises(ConfigError, match=r"fit.image_size: 0 is out of range"):
         load_experiment(DETECT, [*COCO_MINI, "fit.image_size=0"])
+
+
+def test_ssd_default_boxes_wrong_for_the_data_are_refitted_and_the_model_builds_with_them():
+    from detseg.experiment import build_model_for
+    from detseg.ops.anchor_fit import default_box_shapes
+
+    # the shapes objects are 19..51 px of 128; default boxes of 0.8..1.0 of the input and 4:1 cover none
+    wrong = ["model.head.aspect_ratios=[[4],[4],[4]]", "+model.head.scales=[0.8,0.85,0.9,1.0]"]
+    cfg = load_experiment(ROOT / "configs/ssd/shapes.yaml", ["+fit.anchors=fit", "data.train.dataset.num_images=32",
+                                                             *wrong])
+    dataset = build_split(cfg, "train")
+    lines = []
+    fit_anchors(cfg, dataset, say=lines.append)
+    assert lines[0].startswith("fit: anchor coverage 0.0000") and "SSD matcher's iou_threshold" in lines[0]
+    assert "IoU >= 0.5" in lines[0] and "re-fitted (quantiles + evolution): coverage 0.0000 -> " in lines[1]
+    scales, ratios = list(cfg.model.head.scales), [list(r) for r in cfg.model.head.aspect_ratios]
+    assert len(scales) == 4 and scales == sorted(scales) and scales[0] < 0.3
+    assert [len(r) for r in ratios] == [1, 1, 1] and all(r >= 1 for level in ratios for r in level)
+    after = coverage(box_shapes(cfg, dataset), default_box_shapes(scales, ratios) * 128, 0.5)
+    assert f"-> {after:.4f}" in lines[1] and after > 0.9
+    model = build_model_for(cfg, dataset)
+    assert model.head.default_boxes.scales == scales
+    # fitted boxes that cover the data are kept as they are
+    fitted = [f"model.head.aspect_ratios={ratios}", f"+model.head.scales={scales}"]
+    cfg = load_experiment(ROOT / "configs/ssd/shapes.yaml", ["+fit.anchors=fit", "data.train.dataset.num_images=32",
+                                                             "fit.min_coverage=0.5", *fitted])
+    lines = []
+    fit_anchors(cfg, build_split(cfg, "train"), say=lines.append)
+    assert len(lines) == 1 and list(cfg.model.head.scales) == scales
+
+
+def test_mosaic_sizes_the_boxes_as_longest_max_size_does():
+    assert input_scale([{"name": "mosaic", "size": 320}], {}, 480, 640) == (0.5, 0.5)
+
+
+def test_a_custom_ssd_yaml_evaluated_with_a_checkpoint_takes_its_fitted_default_boxes():
+    cfg = load_experiment(ROOT / "configs/custom/ssd_cpu.yaml", COCO_MINI)
+    fitted = {"scales": [0.1, 0.2, 0.4, 0.8], "aspect_ratios": [[1.5, 3.0], [2.0, 2.5], [1.7, 2.7]]}
+    adopt_fitted(cfg, {"fit": {"image_size": 96}, "model": {"input_size": None, "resize": {"max_size": 96},
+                                                             "head": {"name": "ssd", **fitted}}})
+    assert cfg.fit.image_size == 96 and list(cfg.model.head.scales) == fitted["scales"]
+    assert [list(r) for r in cfg.model.head.aspect_ratios] == fitted["aspect_ratios"]

@@ -45,7 +45,8 @@ class DetectionDataset(torch.utils.data.Dataset):
     set ``class_names``; ``category_ids[label]`` gives the external id of each label.
 
     Args:
-        transforms: applied to each record before it becomes a sample.
+        transforms: applied to each record before it becomes a sample. A pipeline with a
+            ``mosaic`` is bound to the data set, which it draws the mosaic's other images from.
     """
 
     class_names: list[str]
@@ -56,6 +57,20 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.transforms = transforms
         self.proposals: ProposalAttacher | None = None
         self._kept: dict[int, ImageRecord] | None = None
+        if hasattr(transforms, "bind"):
+            transforms.bind(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if hasattr(self.transforms, "bind"):  # a loader worker's copy: its pipeline draws from this copy
+            self.transforms.bind(self)
+
+    def close_mosaic(self) -> bool:
+        """Turn off the transforms that ``data.train.close_mosaic`` closes (mosaic, random
+        affine) for the rest of the run; True when there were any. A loader built after the
+        call hands its workers the data set as it is now."""
+        close = getattr(self.transforms, "close_mosaic", None)
+        return bool(close()) if close is not None else False
 
     def keep_records(self) -> None:
         """From now on keep each image's record (decoded pixels, annotations) after its first
@@ -75,6 +90,15 @@ class DetectionDataset(torch.utils.data.Dataset):
                 if isinstance(value, np.ndarray):
                     value.flags.writeable = False
             self._kept[index] = record
+        return record
+
+    def untransformed(self, index: int) -> ImageRecord:
+        """Image ``index``'s record before the transforms (kept ones from memory), with its
+        proposals when the data set has a proposal file."""
+        record = self._record(index)
+        if self.proposals is not None:
+            boxes, scores = self.proposals(record.image_id, *record.image.shape[:2])
+            record = record.replace(proposals=boxes, proposal_scores=scores)
         return record
 
     def __len__(self) -> int:
@@ -109,10 +133,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         index, seed = index if isinstance(index, tuple) else (index, None)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        record = self._record(index)
-        if self.proposals is not None:
-            boxes, scores = self.proposals(record.image_id, *record.image.shape[:2])
-            record = record.replace(proposals=boxes, proposal_scores=scores)
+        record = self.untransformed(index)
         if self.transforms is not None:
             record = self.transforms(record, seed)
         return record.to_sample(with_instances=self.has_instances)

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from detseg.config import (
     Component,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
     UnitInterval,
@@ -41,7 +42,12 @@ class LoaderConfig:
     sampling (LVIS: images with a class found in fewer than this fraction of the images
     are repeated, see :func:`detseg.engine.sampler.repeat_factors`; 0.001 in LVIS, try
     0.1-0.3 on small sets); ``group_by_aspect_ratio`` makes every batch all landscape or
-    all portrait images, so that less of each padded batch is padding.
+    all portrait images, so that less of each padded batch is padding; ``close_mosaic``:
+    the end of the run goes without the ``mosaic`` and ``random_affine`` transforms
+    (Ultralytics' ``close_mosaic``, there in epochs: the last images the model sees look like
+    the evaluation's): a share below 1 of the run (``0.1``: its last tenth, of ``max_iters`` or
+    of ``train.max_time``), or a whole number of last iterations (with ``train.max_time``: as
+    many as the rest of the budget is expected to hold at the run's mean pace).
     """
 
     dataset: Component(DATASETS)
@@ -53,6 +59,7 @@ class LoaderConfig:
     proposals: str | None = None
     repeat_factor_threshold: UnitInterval | None = None
     group_by_aspect_ratio: bool = False
+    close_mosaic: NonNegativeFloat = 0
     cache: bool = False
 
 
@@ -86,6 +93,21 @@ def build_dataset(loader_cfg: Any, path: str = "data.val") -> DetectionDataset:
             raise ConfigError(f"{path}.{key}: a sampling option of the training split (data.train) only; "
                               f"evaluation reads every image once")
     transforms = build_transforms(loader_cfg.get("transforms", []), f"{path}.transforms")
+    if transforms.has_mosaic and not path.endswith(".train"):
+        raise ConfigError(f"{path}.transforms: mosaic and random_affine are training augmentations; "
+                          f"evaluation sees each image as it is (move them to data.train.transforms)")
+    if loader_cfg.get("close_mosaic") and not path.endswith(".train"):
+        raise ConfigError(f"{path}.close_mosaic: an option of the training split (data.train) only")
+    close = loader_cfg.get("close_mosaic") or 0
+    if close >= 1 and close != int(close):
+        raise ConfigError(f"{path}.close_mosaic: {close} is neither a share of the run (below 1) nor a whole "
+                          f"number of iterations")
+    if loader_cfg.get("close_mosaic") and not transforms.has_mosaic:
+        raise ConfigError(f"{path}.close_mosaic: {loader_cfg['close_mosaic']}, but {path}.transforms has no mosaic "
+                          f"or random_affine to turn off")
+    if loader_cfg.get("proposals") and transforms.mosaic is not None:
+        raise ConfigError(f"{path}.transforms: mosaic cannot combine images with precomputed proposals "
+                          f"({path}.proposals); leave it out for this detector")
     dataset = build(loader_cfg["dataset"], DATASETS, f"{path}.dataset", transforms=transforms)
     if len(dataset) == 0:
         raise DataError(f"{path}: the data set has no images: {describe_source(loader_cfg['dataset'])}")

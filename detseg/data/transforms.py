@@ -9,12 +9,19 @@ A config lists transforms by registry name with albumentations' own keyword argu
 
 Boxes, instance masks and the semantic map move with the image. A box whose clipped
 width or height falls below ``min_box_size`` pixels is dropped together with its mask
-(it has left the image); nothing else is ever dropped.
+(it has left the image). Three transforms of our own drop more, each as its docstring says:
+``mosaic`` (:mod:`detseg.data.mosaic`) and ``random_affine`` (:mod:`detseg.data.affine`)
+objects left less than ``min_visibility`` visible, ``min_iou_random_crop``
+(:mod:`detseg.data.ssd_augment`) objects whose centre leaves the crop.
+
+``data.train.close_mosaic: N`` turns ``mosaic`` and ``random_affine`` off for the last N
+training iterations (:meth:`TransformPipeline.close_mosaic`, called by the trainer).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home at import
 
@@ -22,8 +29,14 @@ import albumentations as A
 import numpy as np
 
 from detseg.config import build
+from detseg.data.affine import RandomAffine
+from detseg.data.mosaic import Mosaic, RecordSource
 from detseg.data.record import ImageRecord
+from detseg.errors import ConfigError
 from detseg.registry import TRANSFORMS
+
+MOSAIC_STREAM = 0x6D6F
+"""Mixed with a sample's seed for the mosaic's random choices (albumentations takes the seed itself)."""
 
 for _name, _cls in {
     "resize": A.Resize,
@@ -48,40 +61,80 @@ for _name, _cls in {
 
 
 class TransformPipeline:
-    """Applies albumentations transforms to an :class:`ImageRecord`.
+    """Applies transforms to an :class:`ImageRecord`: albumentations transforms, and a
+    :class:`~detseg.data.mosaic.Mosaic` first when there is one.
 
     Args:
-        transforms: albumentations transforms, in order.
+        transforms: in order; a mosaic only first (it reads raw records of the data set
+            the pipeline is bound to, see :meth:`bind`).
         min_box_size: boxes narrower or shorter than this (pixels) after a transform are
             dropped with their masks.
-        seed: seeds albumentations' random stream (``None``: fresh randomness).
+        seed: seeds the random stream (``None``: fresh randomness).
     """
 
     def __init__(
-        self, transforms: list[A.BasicTransform], min_box_size: float = 1.0, seed: int | None = None
+        self, transforms: list[Any], min_box_size: float = 1.0, seed: int | None = None
     ) -> None:
         self.transforms = list(transforms)
-        if not self.transforms:
-            self.compose = None
-            return
-        self.compose = A.Compose(
-            self.transforms,
+        misplaced = [i for i, t in enumerate(self.transforms) if isinstance(t, Mosaic) and i > 0]
+        if misplaced:
+            raise ValueError(f"[{misplaced[0]}]: mosaic must be the first transform (it combines raw images "
+                             f"of the data set; the transforms after it see the mosaic)")
+        self.min_box_size = min_box_size
+        self.mosaic_closed = False
+        self.source: RecordSource | None = None
+        self._rng = np.random.default_rng(seed)
+        self._build(seed)
+
+    def _build(self, seed: int | None) -> None:
+        active = [t for t in self.transforms if not (self.mosaic_closed and getattr(t, "closes_with_mosaic", False))]
+        self.mosaic = active[0] if active and isinstance(active[0], Mosaic) else None
+        rest = active[1:] if self.mosaic is not None else active
+        self.compose = None if not rest else A.Compose(
+            rest,
             bbox_params=A.BboxParams(
                 format="pascal_voc",
                 label_fields=["indices"],
-                min_width=min_box_size,
-                min_height=min_box_size,
+                min_width=self.min_box_size,
+                min_height=self.min_box_size,
                 clip=True,
             ),
             seed=seed,
         )
 
+    def bind(self, source: RecordSource) -> None:
+        """Draw a mosaic's other images from ``source`` (the data set that applies the pipeline)."""
+        self.source = source
+
+    @property
+    def has_mosaic(self) -> bool:
+        """Whether the pipeline holds transforms that ``close_mosaic`` turns off."""
+        return any(getattr(t, "closes_with_mosaic", False) for t in self.transforms)
+
+    def close_mosaic(self) -> bool:
+        """Turn off the mosaic and the random affine for good (``data.train.close_mosaic``);
+        True when there was something to turn off."""
+        if self.mosaic_closed or not self.has_mosaic:
+            return False
+        self.mosaic_closed = True
+        self._build(None)
+        return True
+
     def __call__(self, record: ImageRecord, seed: int | None = None) -> ImageRecord:
         """Transform ``record``; a ``seed`` makes the random choices a function of it."""
+        if self.mosaic is not None:
+            if self.source is None:
+                raise ValueError("mosaic: the pipeline is not bound to a data set to draw images from "
+                                 "(a DetectionDataset binds its transforms)")
+            rng = self._rng if seed is None else np.random.default_rng([seed, MOSAIC_STREAM])
+            record = self.mosaic.apply_record(record, rng, self.source)
         if self.compose is None:
             return record
         if seed is not None:
             self.compose.set_random_seed(seed)
+        return self._albumentations(record)
+
+    def _albumentations(self, record: ImageRecord) -> ImageRecord:
         # Proposals ride along as extra boxes with indices after the ground truth's.
         num_gt = len(record.boxes)
         proposals = np.zeros((0, 4), np.float32) if record.proposals is None else record.proposals
@@ -115,15 +168,21 @@ class TransformPipeline:
             proposal_scores=None if record.proposals is None else record.proposal_scores[kept_proposals],
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "source": None}  # the data set re-binds itself; no copy of it travels
+
     def __repr__(self) -> str:
-        return f"TransformPipeline({[type(t).__name__ for t in self.transforms]})"
+        closed = ", mosaic closed" if self.mosaic_closed else ""
+        return f"TransformPipeline({[type(t).__name__ for t in self.transforms]}{closed})"
 
 
 def build_transforms(nodes: list, path: str = "transforms", seed: int | None = None) -> TransformPipeline:
     """Build a pipeline from config nodes ``[{name: ..., **kwargs}, ...]``."""
-    return TransformPipeline(
-        [build(node, TRANSFORMS, f"{path}[{i}]") for i, node in enumerate(nodes or [])], seed=seed
-    )
+    transforms = [build(node, TRANSFORMS, f"{path}[{i}]") for i, node in enumerate(nodes or [])]
+    try:
+        return TransformPipeline(transforms, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(f"{path}{exc}") from None
 
 
-__all__ = ["TransformPipeline", "build_transforms"]
+__all__ = ["Mosaic", "RandomAffine", "TransformPipeline", "build_transforms"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 from detseg.config import NonNegativeInt, PositiveFloat, PositiveInt, Range
 from detseg.engine.ema import EMAConfig
@@ -31,6 +31,10 @@ class TrainConfig:
     evaluations without a better ``best_metric``. ``val_loss``: also log the loss on the
     validation set at each evaluation (one more pass over it).
 
+    ``amp``: ``false`` (fp32), ``true`` (bf16 autocast on the CPU, fp16 + GradScaler on CUDA)
+    or ``auto`` (bf16 + channels-last on a CPU with bf16 units where a trial on the first
+    batch shows it pays; :mod:`.precision`).
+
     Under ``torchrun`` each of the ``world_size`` processes takes ``batch_size`` images, so a
     step sees ``batch_size x accumulate x world_size``. ``reference_batch``: the images per
     step ``optimizer.lr`` was tuned for; when set, the LR is scaled linearly to the
@@ -51,7 +55,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     clip_grad_norm: PositiveFloat | None = None
-    amp: bool = False
+    amp: bool | Literal["auto"] = False
     eval_every: NonNegativeInt = 0
     checkpoint_every: NonNegativeInt = 500
     best_metric: str | None = None

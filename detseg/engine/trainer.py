@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from detseg.config import to_plain
 from detseg.data import DetectionDataset, LoaderConfig
+from detseg.data.mosaic import close_mosaic_due
 from detseg.engine.budget import TimeBudget
 from detseg.engine.checkpoint import (
     CheckpointError,
@@ -33,6 +34,7 @@ from detseg.engine.evaluate import add_loss_terms, check_evaluable, evaluate, va
 from detseg.engine.freeze import BackboneFreeze
 from detseg.engine.loaders import sampling_weights, training_loader
 from detseg.engine.optim import build_optimizer, build_scheduler
+from detseg.engine.precision import training_precision
 from detseg.engine.run_log import RunLog
 from detseg.engine.runtime import (
     rng_state,
@@ -112,8 +114,11 @@ class Trainer:
         self.freeze = BackboneFreeze(self.model, cfg.freeze_backbone)
         self.budget = TimeBudget(cfg.max_time) if cfg.max_time else None
         self.scheduler = self._build_scheduler()
-        self.use_fp16 = cfg.amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_fp16)
+        self.precision = training_precision(cfg.amp, device, self.model, lambda: [  # auto's trial batch
+            train_set[(i % len(train_set), seed)].to(device) for i in range(train_loader.batch_size)])
+        if self.precision.channels_last:  # before the EMA copy and DDP see the weights
+            self.model.to(memory_format=torch.channels_last)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.grad_scaler)
         self.iteration = 0
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "iteration": None}
         self.history: list[dict[str, Any]] = []
@@ -125,7 +130,7 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters)
         self.evals_since_best = 0
-        self.stopped_early = False
+        self.stopped_early = self.mosaic_closed = False
         segmentation = isinstance(model, Segmenter)
         self.class_names = list(train_set.semantic_class_names if segmentation else train_set.class_names)
         self.repeat_factors, self.groups = sampling_weights(train_set, train_loader, self.progress, self._say)
@@ -146,6 +151,7 @@ class Trainer:
             "evals_since_best": self.evals_since_best,
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             **({"budget": self.budget.state_dict()} if self.budget is not None else {}),
+            **({"mosaic_closed": True} if self.mosaic_closed else {}),
             "config": self.config,
             "meta": {"task": task_name(self.model), "class_names": self.class_names},
         }
@@ -168,6 +174,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if self.budget is not None and "budget" in state:
             self.budget.load_state_dict(state["budget"])
+        self.mosaic_closed = bool(state.get("mosaic_closed")) and self.train_set.close_mosaic()
         per_rank = state.get("rng_per_rank")
         if per_rank and len(per_rank) == self.dist.world_size:
             set_rng_state(per_rank[self.dist.rank])
@@ -235,12 +242,18 @@ class Trainer:
             batches = iter(self._loader())
             start_time = time.perf_counter()
             self._say(self._batch_summary())
+            self._say(self.precision.describe())
             if budget is not None:
                 self._say(f"time budget: train.max_time={self.cfg.max_time:g} min ({budget.describe()} spent); "
                           f"the LR schedule follows the time spent, the final evaluation comes after")
                 budget.start()
             spent = self._budget_spent()
             while self.iteration < end and not self.stopped_early and not spent:
+                if not self.mosaic_closed and close_mosaic_due(self.train_loader.close_mosaic, self.iteration,
+                                                               self.cfg.max_iters, self.budget):
+                    self.mosaic_closed = self.train_set.close_mosaic() or True
+                    batches = iter(self._loader())  # its workers get the data set without mosaic
+                    self._say(f"close_mosaic: no mosaic or random affine from iteration {self.iteration + 1}")
                 self.freeze.before_step(self.iteration)
                 losses = self._step([[s.to(self.device) for s in next(batches)] for _ in range(self.cfg.accumulate)])
                 self.iteration += 1
@@ -279,14 +292,14 @@ class Trainer:
     def _step(self, batches: list[list]) -> dict[str, float]:
         """One optimizer step on the summed gradients of ``batches`` (each loss divided by
         their number); returns the mean loss terms."""
-        autocast_dtype = torch.float16 if self.use_fp16 else torch.bfloat16
+        autocast_dtype = self.precision.autocast
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for i, samples in enumerate(batches):
             # DDP averages gradients over the processes in the last batch's backward only.
             syncing = i == len(batches) - 1 or not self.dist.enabled
             with (contextlib.nullcontext() if syncing else self.step_module.no_sync()):
-                with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=self.cfg.amp):
+                with torch.autocast(self.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     losses = self.step_module(samples, mode="loss")
                 bad = [name for name, value in losses.items() if not torch.isfinite(value)]
                 if any_process(bool(bad)):  # every process stops, or the others would wait forever

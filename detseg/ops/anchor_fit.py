@@ -121,3 +121,48 @@ def refit_if_better(wh: Tensor, current: Tensor, candidate: Tensor, threshold: f
     kept only when it covers strictly more boxes."""
     before, after = coverage(wh, current, threshold), coverage(wh, candidate, threshold)
     return before, after, after > before
+
+
+def default_box_shapes(scales: Sequence[float], aspect_ratios: Sequence[Sequence[float]]) -> Tensor:
+    """``[K, 2]`` ``(width, height)`` of every SSD default box shape (fractions of the input
+    side): per map ``k``, the squares of side ``s_k`` and ``sqrt(s_k s_{k+1})`` and, per ratio
+    ``r``, ``s_k sqrt(r) x s_k / sqrt(r)`` and its transpose (as
+    :class:`~detseg.ops.default_boxes.DefaultBoxGenerator`)."""
+    shapes = []
+    for k, ratios in enumerate(aspect_ratios):
+        s, s_next = scales[k], scales[k + 1]
+        shapes += [[s, s], [math.sqrt(s * s_next)] * 2]
+        for r in ratios:
+            shapes += [[s * math.sqrt(r), s / math.sqrt(r)], [s / math.sqrt(r), s * math.sqrt(r)]]
+    return torch.tensor(shapes, dtype=torch.float64)
+
+
+def fit_default_boxes(wh: Tensor, ratios_per_map: Sequence[int], threshold: float,
+                      seed: int = 0) -> tuple[list[float], list[list[float]]]:
+    """SSD scales ``s_1..s_{m+1}`` and per map ``ratios_per_map[k]`` aspect ratios (each
+    ``>= 1``, adding ``r`` and ``1/r``) for boxes ``wh[N, 2]`` given as fractions of the input
+    side. First guess: the scales at evenly spaced quantiles of the boxes' ``sqrt(w h)``, each
+    map's ratios at quantiles of ``max(w/h, h/w)`` of the boxes nearest its scale; then both
+    evolved (:func:`evolve`) for :func:`fitness` at ``threshold``. Scales come out sorted,
+    small on the first (finest) map."""
+    m, wh = len(ratios_per_map), wh.double()
+    size, elongation = wh.prod(1).sqrt(), (wh[:, 0] / wh[:, 1]).maximum(wh[:, 1] / wh[:, 0])
+    scales = torch.quantile(size, (torch.arange(m + 1, dtype=torch.float64) + 0.5) / (m + 1))
+    nearest = (size[:, None].log() - scales[None, :m].log()).abs().argmin(1)
+    ratios = []
+    for k, count in enumerate(ratios_per_map):
+        mine = elongation[nearest == k] if bool((nearest == k).any()) else elongation
+        ratios.append(torch.quantile(mine, torch.arange(1, count + 1, dtype=torch.float64) / (count + 1)))
+    start = torch.cat([scales, *ratios]).clamp(min=1e-3)
+    boxes = _sample(wh, 10_000, seed)
+
+    def unpack(values: Tensor) -> tuple[list[float], list[list[float]]]:
+        scales_, rest, out = values[:m + 1].sort().values.tolist(), values[m + 1:].tolist(), []
+        for count in ratios_per_map:
+            out.append([max(r, 1 / r) for r in rest[:count]])
+            rest = rest[count:]
+        return scales_, out
+
+    best = evolve(start, lambda v: fitness(boxes, default_box_shapes(*unpack(v)), threshold), seed=seed)
+    scales_, ratios_ = unpack(best)
+    return [round(s, 4) for s in scales_], [[round(r, 3) for r in level] for level in ratios_]
