@@ -17,4 +17,16 @@ def command_parser(prog: str, doc: str | None) -> ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-__all__ = ["USER_ERRORS", "command_parser", "run_command"]
+def add_inference_options(parser: argparse.ArgumentParser, applies: str = "") -> None:
+    """``--precision`` and ``--runtime``, as ``tools/infer.py`` and ``tools/eval.py`` take
+    them (``detseg/inference/runtime.py``); ``applies`` prefixes their help (e.g. "with
+    --checkpoint: ")."""
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help=f"{applies}auto = bf16 + channels-last where the CPU has bf16 units, else fp32; "
+                             "BatchNorm folded on every path (detseg/inference/optimize.py)")
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
+                        help=f"{applies}onnxruntime runs the exported ONNX graph (CPU provider), checked once "
+                             "against PyTorch; needs pip install detseg[export]")
+
+
+__all__ = ["USER_ERRORS", "add_inference_options", "command_parser", "run_command"]

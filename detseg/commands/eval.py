@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detseg.commands.entry import command_parser, run_command
+from detseg.commands.entry import add_inference_options, command_parser, run_command
 from detseg.report import format_metrics, write_metrics_json
 
 
@@ -69,12 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", metavar="DIR", help="also write plots (PR curves, confusion matrix, per-class "
                         "bars), DIR/report.html and DIR/gallery.html (the worst images with their errors drawn)")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint on CONFIG's data.val")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="with --checkpoint: auto = bf16 + channels-last where the CPU has bf16 units, "
-                             "else fp32; BatchNorm folded on every path (detseg/inference/optimize.py)")
-    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
-                        help="with --checkpoint: onnxruntime runs the exported ONNX graph (CPU provider), "
-                             "checked once against PyTorch; needs pip install detseg[export]")
+    add_inference_options(parser, applies="with --checkpoint: ")
     parser.add_argument("overrides", nargs="*", metavar="[CONFIG] KEY=VALUE",
                         help="an experiment YAML (with --checkpoint) and config overrides")
     args = parser.parse_intermixed_args(argv)  # overrides may follow --checkpoint

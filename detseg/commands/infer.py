@@ -18,7 +18,7 @@ onnxruntime's CPU provider (``pip install detseg[export]``; ``detseg/inference/o
 
 from __future__ import annotations
 
-from detseg.commands.entry import command_parser, run_command
+from detseg.commands.entry import add_inference_options, command_parser, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,12 +34,7 @@ def _infer(argv: list[str] | None) -> int:
     parser.add_argument("--score-thresh", type=float, default=0.5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto: bf16 + channels-last where the CPU has bf16 units, else fp32; "
-                             "BatchNorm is folded on every path (detseg/inference/optimize.py)")
-    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
-                        help="onnxruntime: run the exported ONNX graph (CPU provider), checked once against "
-                             "PyTorch; needs pip install detseg[export]")
+    add_inference_options(parser)
     args = parser.parse_args(argv)
 
     from detseg.errors import ConfigError
