@@ -155,7 +155,7 @@ def count_roi_head_nms(framework: str) -> list[int]:
         return box_ops.batched_nms(boxes, *rest)
 
     if framework == "detseg":
-        import detseg.models.heads.roi_heads as module
+        import detseg.ops.postprocess as module  # the RoI head's select_detections
 
         module.batched_nms = counting
     else:

@@ -41,12 +41,11 @@ from torch import nn
 
 from detseg.errors import ConfigError
 from detseg.inference.fold_bn import fold_batch_norm
+from detseg.ops.cpu_features import BF16_UNIT_FLAGS
 from detseg.structures import DetSample
 
 PRECISIONS = ("fp32", "bf16", "auto")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-"""``/proc/cpuinfo`` flags of bf16 units: AMX tiles (Intel Sapphire Rapids and later) and
-AVX-512 bf16 dot products (Intel Cooper Lake and later, AMD Zen 4 and later)."""
+BF16_FLAGS = BF16_UNIT_FLAGS  # the flags of bf16 units, as detseg.ops.cpu_features reads them
 AUTO_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """The flags with which ``auto`` picks bf16: avx512_bf16 measured (0.37-0.80x of fp32, see
 the module docstring); amx_bf16 from issue 17's figure (bf16 + channels-last 0.22x of fp32

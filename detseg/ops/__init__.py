@@ -1,7 +1,7 @@
 """The pieces every head shares: IoU, NMS, RoI ops, anchors, matching, sampling, losses."""
 
 from detseg.ops.anchors import AnchorGenerator
-from detseg.ops.boxes import aligned_box_iou, batched_nms, box_iou, nms
+from detseg.ops.boxes import aligned_box_iou, batched_nms, batched_nms_top, box_iou, nms
 from detseg.ops.losses import (
     class_weight_vector,
     class_weighted_cross_entropy,
@@ -24,6 +24,7 @@ __all__ = [
     "Matcher",
     "aligned_box_iou",
     "batched_nms",
+    "batched_nms_top",
     "box_iou",
     "class_weight_vector",
     "class_weighted_cross_entropy",

@@ -11,6 +11,7 @@ import torchvision.ops as tv_ops
 from torch import Tensor
 
 from detseg.ops import roi_align_fast
+from detseg.ops.roi_align_levels import RoIAlignLevelsFunction
 
 FAST_CPU_MIN_CHANNELS = 32
 """CPU maps with at least this many channels pool through :mod:`detseg.ops.roi_align_fast`
@@ -50,6 +51,34 @@ def roi_align(
     if features.device.type == "cpu" and features.shape[1] >= FAST_CPU_MIN_CHANNELS:
         return roi_align_fast.roi_align(features, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
     return tv_ops.roi_align(features, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
+
+
+def pools_levels_at_once(maps: list[Tensor]) -> bool:
+    """Whether :func:`roi_align_levels` takes these maps: float32/64 CPU maps of one dtype and
+    at least :data:`FAST_CPU_MIN_CHANNELS` channels (where :func:`roi_align` would take the fast
+    kernel for each of them), outside :func:`~detseg.ops.roi_align_fast.reference_kernels`."""
+    return (all(roi_align_fast._use_fast(m) and m.shape[1] >= FAST_CPU_MIN_CHANNELS for m in maps)
+            and len({m.dtype for m in maps}) == 1)
+
+
+def roi_align_levels(maps: list[Tensor], boxes: list[Tensor], levels: Tensor, output_size: int | tuple[int, int],
+                     scales: list[float], sampling_ratio: int = 0, aligned: bool = True) -> Tensor:
+    """RoIAlign of each box from its own pyramid level, in one call (needs
+    :func:`pools_levels_at_once`).
+
+    Args:
+        maps: per level ``[B, C, H_l, W_l]``.
+        boxes: per image xyxy ``Tensor[K_i, 4]``, input-image pixels.
+        levels: ``int64[sum K_i]``, the level (index into ``maps``) of each box.
+        scales: per level, ``1 / stride``.
+
+    Returns:
+        ``Tensor[sum K_i, C, *output_size]`` in the boxes' order: the same numbers as
+        :func:`roi_align` level by level (:mod:`detseg.ops.roi_align_levels`).
+    """
+    rois = rois_with_batch_index(boxes).to(maps[0])
+    return RoIAlignLevelsFunction.apply(rois, levels.to("cpu", torch.int64), _pair(output_size),
+                                        tuple(float(s) for s in scales), int(sampling_ratio), bool(aligned), *maps)
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -197,15 +197,22 @@ def _apply(parts: list[Part], input: Tensor, k: int, pooled: tuple[int, int]) ->
     return torch.from_numpy(out).view(k, channels, ph, pw)
 
 
+def _grad_table(grad_output: Tensor) -> Tensor:
+    """``grad_output [K, C, PH, PW]`` as rows ``[PH*PW*K, C]``: row ``p * K + RoI``."""
+    k, channels, ph, pw = grad_output.shape
+    g = grad_output.detach().contiguous().numpy().reshape(k * channels, ph * pw)
+    return torch.from_numpy(_transpose(g).reshape(ph * pw * k, channels))
+
+
 def _apply_transposed(parts: list[Part], grad_output: Tensor, shape: tuple[int, int, int, int],
-                      channels_last: bool) -> Tensor:
-    """``A^T @ grad_output``: the gradient wrt the features, ``[B, C, H, W]``."""
+                      channels_last: bool, table: Tensor | None = None) -> Tensor:
+    """``A^T @ grad_output``: the gradient wrt the features, ``[B, C, H, W]``. ``table``:
+    :func:`_grad_table` of ``grad_output`` when the caller has it already."""
     batch, channels, height, width = shape
     k, _, ph, pw = grad_output.shape
     bins = ph * pw
     positions = batch * height * width
-    g = grad_output.detach().contiguous().numpy().reshape(k * channels, bins)
-    table = torch.from_numpy(_transpose(g).reshape(bins * k, channels))  # row p * k + RoI
+    table = _grad_table(grad_output) if table is None else table
     grad = None
     batches, current, size = [], [], 0
     for p in parts:  # parts batched up to _MAX_ENTRIES entries per sort

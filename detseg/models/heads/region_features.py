@@ -25,6 +25,7 @@ from detseg.config import NonNegativeInt, PositiveInt
 from detseg.errors import ConfigError
 from detseg.models.backbones.base import FeatureSpec, select_features, shared_channels
 from detseg.ops import roi_align, roi_pool
+from detseg.ops.roi import pools_levels_at_once, roi_align_levels
 from detseg.structures import Boxes
 
 PoolerKind = Literal["roi_align", "roi_pool", "spp", "crop_warp"]
@@ -107,6 +108,9 @@ class RoIPooler(nn.Module):
         # the small epsilon keeps a box exactly at a level boundary where torchvision puts it
         level = torch.floor(self.canonical_level + torch.log2(areas.sqrt() / self.canonical_size) + 1e-6)
         level = level.clamp(self.levels[0], self.levels[-1]).long() - self.levels[0]
+        if self.kind == "roi_align" and pools_levels_at_once(maps):  # no reordering of the pooled rows
+            return roi_align_levels(maps, boxes, level, self.output_size, [1.0 / s for s in self.strides],
+                                    self.sampling_ratio, self.aligned)
         pooled, order = [], []
         for k, (feature, stride) in enumerate(zip(maps, self.strides)):
             index = torch.nonzero(level == k).flatten()  # ascending, so grouped by image like _pool's output

@@ -17,7 +17,7 @@ from detseg.ops import (
     AnchorGenerator,
     BalancedSampler,
     Matcher,
-    batched_nms,
+    batched_nms_top,
     box_iou,
     smooth_l1_loss,
 )
@@ -119,6 +119,17 @@ class RPN(ProposalSource):
         for x in maps:
             t = self.conv(x)
             b, _, h, w = t.shape
+            if torch.is_grad_enabled() and not torch.jit.is_tracing():
+                # Training: the 1x1 convolutions as matrix products over the channels of (B, H, W, C),
+                # giving (B, H, W, A) and (B, H, W, 4A) in the anchors' order. The same arithmetic to
+                # ~1e-6; the convolutions' CPU backward waits on thread wake-ups: 8-16 ms per call
+                # against 0.1-0.6 ms with 2 threads on cores shared with other jobs (bench/README.md).
+                # Inference keeps the convolutions (torchvision's numbers to the last bit).
+                t = t.permute(0, 2, 3, 1)
+                objectness.append(F.linear(t, self.objectness.weight.flatten(1), self.objectness.bias).reshape(b, -1))
+                # channel a * 4 + k of the delta conv is coordinate k of anchor a
+                deltas.append(F.linear(t, self.deltas.weight.flatten(1), self.deltas.bias).reshape(b, -1, 4))
+                continue
             # (B, A, H, W) -> (B, H, W, A) -> (B, H*W*A), matching the anchors' order
             objectness.append(self.objectness(t).permute(0, 2, 3, 1).reshape(b, -1))
             deltas.append(self.deltas(t).view(b, -1, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4))
@@ -137,22 +148,30 @@ class RPN(ProposalSource):
 
     @torch.no_grad()
     def _proposals(self, anchors, objectness, deltas, image_sizes, training):
+        """Per image: each level's ``pre_nms_top_n`` best anchors, decoded, clipped, small and
+        low-scoring boxes dropped, per-level NMS, the ``post_nms_top_n`` best. The top-k and the
+        decoding run for all images at once (a few large ops instead of images x levels small
+        ones); the filters and NMS per image."""
         pre_n = self.pre_nms_top_n[0 if training else 1]
         post_n = self.post_nms_top_n[0 if training else 1]
+        batch = objectness[0].shape[0]
+        top_scores, top_deltas, top_anchors, levels = [], [], [], []
+        for level, (a, o, d) in enumerate(zip(anchors, objectness, deltas)):
+            k = min(pre_n, o.shape[1])
+            scores, top = o.detach().topk(k, dim=1)  # [B, k]
+            top_scores.append(scores)
+            top_deltas.append(d.detach().gather(1, top[..., None].expand(-1, -1, 4)))  # [B, k, 4]
+            top_anchors.append(a[top])
+            levels.append(torch.full((k,), level, device=o.device))
+        decoded = self.box_coder.decode(torch.cat(top_deltas, 1).reshape(-1, 4), torch.cat(top_anchors, 1).reshape(-1, 4))
+        decoded = decoded.view(batch, -1, 4)
+        probabilities, levels = torch.cat(top_scores, 1).sigmoid(), torch.cat(levels)
         out = []
         for i, size in enumerate(image_sizes):
-            boxes, scores, levels = [], [], []
-            for level, (a, o, d) in enumerate(zip(anchors, objectness, deltas)):
-                k = min(pre_n, o.shape[1])
-                top_scores, top = o[i].detach().topk(k)
-                boxes.append(self.box_coder.decode(d[i, top].detach(), a[top]))
-                scores.append(top_scores)
-                levels.append(torch.full((k,), level, device=o.device))
-            boxes = Boxes(torch.cat(boxes)).clip(size)
-            scores, levels = torch.cat(scores).sigmoid(), torch.cat(levels)
+            boxes, scores = Boxes(decoded[i]).clip(size), probabilities[i]
             keep = boxes.nonempty(self.min_size) & (scores >= self.score_threshold)
-            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-            keep = batched_nms(boxes.tensor, scores, levels, self.nms_threshold)[:post_n]
+            boxes, scores, image_levels = boxes[keep], scores[keep], levels[keep]
+            keep = batched_nms_top(boxes.tensor, scores, image_levels, self.nms_threshold, post_n)
             out.append(Instances(boxes[keep], torch.zeros_like(keep), size, scores=scores[keep]))
         return out
 
