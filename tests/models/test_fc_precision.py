@@ -10,16 +10,7 @@ from detseg.models import build_model
 from detseg.models.heads import roi_heads
 from detseg.ops.cpu_features import bf16_units, cpu_flags
 from detseg.structures import Boxes, DetSample, Instances
-
-TINY = {
-    "name": "faster_rcnn",
-    "backbone": {"name": "tiny_convnet", "widths": [8, 16, 32, 32, 32], "out_features": ["c3", "c4"]},
-    "neck": {"name": "fpn", "in_features": ["c3", "c4"], "out_channels": 32},
-    "proposal_source": {"name": "rpn", "in_features": ["p3", "p4"], "anchor_sizes": [[16, 24], [32, 48]],
-                        "pre_nms_top_n": [200, 200], "post_nms_top_n": [100, 50]},
-    "roi_head": {"name": "standard", "in_features": ["p3", "p4"], "fc_dim": 64, "batch_size_per_image": 64},
-    "num_classes": 3,
-}
+from tests.models.test_faster_rcnn import TINY
 
 
 def samples():
