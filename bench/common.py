@@ -20,8 +20,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -158,3 +160,35 @@ def counts_text(counts: Sequence[int]) -> str:
     if min(counts) == max(counts):
         return f"{counts[0]} on every image"
     return f"median {statistics.median(counts):g} ({min(counts)}-{max(counts)})"
+
+
+WORKER_PROTOCOL = "BENCH "
+"""Prefix of a worker's reply lines (anything else it prints, e.g. warnings, is skipped)."""
+
+
+def reply(stream, **fields) -> None:
+    """A worker's reply: one ``BENCH {json}`` line on ``stream``."""
+    stream.write(WORKER_PROTOCOL + json.dumps(fields) + "\n")
+    stream.flush()
+
+
+class WorkerPipe:
+    """A bench worker process driven line by line: ``ask(command)`` writes the command to its
+    stdin and returns its next :func:`reply`; the first reply is kept as ``info``."""
+
+    def __init__(self, name: str, cmd: list[str], **popen) -> None:
+        self.name = name
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                        **popen)
+        self.info = self.read()
+
+    def read(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith(WORKER_PROTOCOL):
+                return json.loads(line[len(WORKER_PROTOCOL):])
+        raise RuntimeError(f"worker {self.name} exited with {self.process.wait()}")
+
+    def ask(self, command: str) -> dict:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.read()

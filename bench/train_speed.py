@@ -53,20 +53,16 @@ the peak memory compared is then the GPU's (``torch.cuda.max_memory_allocated``)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 # bench/ modules: the script's own folder is on sys.path
-from common import Series, counts_text, finish, ratio, round_order, start
+from common import Series, WorkerPipe, counts_text, finish, ratio, reply, round_order, start
 
 ROOT = Path(__file__).resolve().parent.parent
-
-PROTOCOL = "BENCH "
 
 
 def detseg_model(family: str, kind: str, score_thresh: float, init: str = ""):
@@ -216,7 +212,7 @@ def worker(framework: str, family: str, kind: str, height: int, width: int, coun
     torch.save(model.state_dict(), initial)
 
     def send(**fields):
-        reply_to.write(PROTOCOL + json.dumps(fields) + "\n")
+        reply(reply_to, **fields)
 
     report = getattr(model, "init_report", None)
     send(ready=True, threads=torch.get_num_threads(), init=report.summary() if report is not None else "",
@@ -252,27 +248,15 @@ def worker(framework: str, family: str, kind: str, height: int, width: int, coun
             return
 
 
-class Worker:
+class Worker(WorkerPipe):
     """A worker process and its line protocol."""
 
     def __init__(self, framework, family, kind, height, width, count, threads, score_thresh, init, scratch,
                  device="cpu") -> None:
         cmd = [sys.executable, __file__, "--worker", framework, family, kind, str(height), str(width), str(count),
                str(threads), str(score_thresh), init, scratch, device]
-        self.name = framework
-        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.info = self.read()
+        super().__init__(framework, cmd)
 
-    def read(self) -> dict:
-        for line in self.process.stdout:
-            if line.startswith(PROTOCOL):
-                return json.loads(line[len(PROTOCOL):])
-        raise RuntimeError(f"worker {self.name} exited with {self.process.wait()}")
-
-    def ask(self, command: str) -> dict:
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self.read()
 
     def close(self) -> float:
         """The peak memory: GPU memory on ``cuda``, else the process's RSS (MB)."""

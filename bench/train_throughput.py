@@ -36,15 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 # bench/ modules: the script's own folder is on sys.path
-from common import Series, finish, round_order, start
-
-PROTOCOL = "BENCH "
+from common import Series, WorkerPipe, finish, reply, round_order, start
 
 
 def worker(tree: str, config: str, overrides: list[str], threads: int, seed: int, pool_size: int) -> None:
@@ -100,7 +97,7 @@ def worker(tree: str, config: str, overrides: list[str], threads: int, seed: int
         done += 1
 
     def send(**fields) -> None:
-        reply_to.write(PROTOCOL + json.dumps(fields) + "\n")
+        reply(reply_to, **fields)
 
     send(ready=True, source=str(source.parent), batch_size=batch_size, image_checksum=checksum,
          roi_batch=int(cfg.model.roi_head.get("batch_size_per_image", 0) or 0), threads=torch.get_num_threads())
@@ -116,29 +113,15 @@ def worker(tree: str, config: str, overrides: list[str], threads: int, seed: int
             return
 
 
-class Worker:
+class Worker(WorkerPipe):
     """One side's worker process and its line protocol."""
 
     def __init__(self, name: str, tree: str, overrides: list[str], args) -> None:
-        self.name = name
         env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
         cmd = [sys.executable, __file__, "--worker", json.dumps({
             "tree": str(Path(tree).resolve()), "config": args.config, "overrides": overrides,
             "threads": args.threads, "seed": args.seed, "pool_size": args.pool})]
-        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        env=env, cwd=str(Path(tree).resolve()))
-        self.info = self.read()
-
-    def read(self) -> dict:
-        for line in self.process.stdout:
-            if line.startswith(PROTOCOL):
-                return json.loads(line[len(PROTOCOL):])
-        raise RuntimeError(f"worker {self.name} exited with {self.process.wait()}")
-
-    def ask(self, command: str) -> dict:
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return self.read()
+        super().__init__(name, cmd, env=env, cwd=str(Path(tree).resolve()))
 
 
 def main() -> None:
