@@ -39,12 +39,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from detseg.allocator import keep_large_allocations_on_heap
 from detseg.commands.entry import add_inference_options, command_parser, run_command
 from detseg.report import format_metrics, write_metrics_json
 
 
 def main(argv: list[str] | None = None) -> int:
     """``detseg-eval``: the exit code (2 after an ``error:`` line)."""
+    keep_large_allocations_on_heap()
     return run_command(_evaluate, argv)
 
 

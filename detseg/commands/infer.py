@@ -18,11 +18,13 @@ onnxruntime's CPU provider (``pip install detseg[export]``; ``detseg/inference/o
 
 from __future__ import annotations
 
+from detseg.allocator import keep_large_allocations_on_heap
 from detseg.commands.entry import add_inference_options, command_parser, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
     """``detseg-infer``: the exit code (2 after an ``error:`` line)."""
+    keep_large_allocations_on_heap()
     return run_command(_infer, argv)
 
 

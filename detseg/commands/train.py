@@ -15,11 +15,13 @@ evaluation).
 
 from __future__ import annotations
 
+from detseg.allocator import keep_large_allocations_on_heap
 from detseg.commands.entry import command_parser, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
     """``detseg-train``: the exit code (2 after an ``error:`` line)."""
+    keep_large_allocations_on_heap()
     return run_command(_train, argv)
 
 

@@ -42,7 +42,7 @@ LAYERS = {  # down blocks, bottleneck; the up blocks mirror the down blocks
 class DenseLayer(nn.Sequential):
     def __init__(self, in_channels: int, growth_rate: int, dropout: float) -> None:
         super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-                         nn.Conv2d(in_channels, growth_rate, 3, padding=1), nn.Dropout2d(dropout))
+                         nn.Conv2d(in_channels, growth_rate, 3, padding=1), nn.Dropout(dropout))
 
 
 class DenseBlock(nn.Module):
@@ -64,7 +64,7 @@ class DenseBlock(nn.Module):
 class TransitionDown(nn.Sequential):
     def __init__(self, channels: int, dropout: float) -> None:
         super().__init__(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 1),
-                         nn.Dropout2d(dropout), nn.MaxPool2d(2))
+                         nn.Dropout(dropout), nn.MaxPool2d(2))
 
 
 class TiramisuEncoder(Backbone):
