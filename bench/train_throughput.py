@@ -11,7 +11,8 @@ old commit, or ``.``) and config overrides for that side only. The first side is
 reference the others are compared with.
 
 Each side runs in its own worker process with ``PYTHONPATH`` set to its tree (the worker
-checks that ``detseg`` was imported from there) and ``torch.set_num_threads(--threads)``.
+checks that ``detseg`` was imported from there) and ``torch.set_num_threads(--threads)``; a tree
+with ``detseg/allocator.py`` gets its allocator setting, as its ``tools/train.py`` would.
 The worker loads ``TREE/--config`` with its overrides, builds the training split and the model
 with that tree's own code (``detseg.experiment.build_split`` / ``build_model_for``, seeded
 with ``--seed``), and draws a pool of ``--pool`` batches of the config's ``data.train.batch_size``
@@ -54,6 +55,12 @@ def worker(tree: str, config: str, overrides: list[str], threads: int, seed: int
     import detseg
     from detseg.experiment import build_model_for, build_split, load_experiment
 
+    try:  # what the tree's tools/train.py does at start (trees since 5f1f1b6)
+        from detseg.allocator import keep_large_allocations_on_heap
+    except ImportError:
+        pass
+    else:
+        keep_large_allocations_on_heap()
     reply_to = os.fdopen(os.dup(1), "w", buffering=1)
     sys.stdout = sys.stderr  # anything the libraries print stays off the protocol
     source = Path(detseg.__file__).resolve()
