@@ -6,6 +6,7 @@ picks on this machine.
                                         [--size 800] [--tiny-images 8]
     python bench/inference_precision.py --accuracy CONFIG CHECKPOINT [KEY=VALUE ...]
     PYTHONPATH=. python bench/inference_precision.py --against-torchvision [--rounds 10] [--size 800]
+                                        [--torchvision-weights FILE] [--images blobs|shapes]
 
 Speed (first form). Models, random weights (a model's work does not depend on them except
 through the number of detections, printed per side):
@@ -31,17 +32,20 @@ Against torchvision (third form; ``PYTHONPATH=.`` because it builds the models w
 parity tests' helpers, ``tests/zoo/``): torchvision's ``fasterrcnn_resnet50_fpn`` in fp32
 eager, as its COCO weights build it (FrozenBatchNorm2d, ``trainable_backbone_layers=3``),
 with random weights spread as in the zoo tests and BatchNorm statistics from one training
-forward; the same weights loaded into detseg's mirror (``configs/model/tv_fasterrcnn_resnet50_fpn.yaml``).
+forward, or the state dict in ``--torchvision-weights`` (the COCO checkpoint, or trained ones from
+``bench/train_tv_r50_shapes.py``); the same weights loaded into detseg's mirror
+(``configs/model/tv_fasterrcnn_resnet50_fpn.yaml``).
 Sides, each timed against torchvision in the same rounds: ``detseg fp32 eager``,
 ``detseg precision=fp32`` (folded BatchNorm + channels-last), ``detseg onnxruntime`` (the
 exported graph, CPU provider, :mod:`detseg.inference.onnx_runtime`; exported and checked in
-the warm-up round) and ``detseg auto``. One smooth random ``--size`` x ``4/3 --size`` image per
-round (torchvision's resize is a no-op at 800 x 1066). Printed per side: ratio to torchvision,
+the warm-up round) and ``detseg auto``. One ``--size`` x ``4/3 --size`` image per round (smooth
+random blobs, or shapes for shapes-trained weights; torchvision's resize is a no-op at 800 x 1066). Printed per side: ratio to torchvision,
 detections per round and, per detection, the box difference from torchvision's nearest
 detection of the same label (the share within 1e-3 px, the median, the count beyond 1 px);
 and the same for torchvision against itself with ``nn.BatchNorm2d`` in place of
 FrozenBatchNorm2d (the same arithmetic, rounded differently): the noise floor of these
-random weights.
+weights; and, on the first 3 images, torchvision fp32, detseg fp32 eager and detseg
+``precision=fp32`` against torchvision run in float64 (the answer both fp32 sides round away from).
 
 Accuracy (second form): the checkpoint's COCO AP (detectors) or mIoU (segmenters) on the
 config's ``data.val``: plain fp32 eager, then ``optimize_for_inference`` with ``precision``
@@ -186,11 +190,12 @@ def accuracy(config: str, checkpoint: str, overrides: list[str]) -> None:
         print(f"{label}: {key} - fp32 eager = {metrics[key] - base:+.5f}")
 
 
-def torchvision_faster_rcnn():
+def torchvision_faster_rcnn(weights: str | None = None):
     """torchvision's ``fasterrcnn_resnet50_fpn`` as its COCO weights build it (FrozenBatchNorm2d,
-    stem and layer1 frozen), random weights spread as in tests/zoo, in eval mode; and the same
-    model with ``nn.BatchNorm2d`` (eval) in place of FrozenBatchNorm2d: the same arithmetic,
-    rounded differently, for the noise floor of the box comparison."""
+    stem and layer1 frozen), in eval mode, with the state dict in the file ``weights`` (e.g. the
+    COCO checkpoint, or bench/train_tv_r50_shapes.py's) or else random weights spread as in
+    tests/zoo; and the same model with ``nn.BatchNorm2d`` (eval) in place of FrozenBatchNorm2d:
+    the same arithmetic, rounded differently, for the noise floor of the box comparison."""
     import torch
     import torchvision
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -198,7 +203,11 @@ def torchvision_faster_rcnn():
 
     from tests.zoo.test_rcnn_zoo import torchvision_model
 
-    plain = torchvision_model("fasterrcnn_resnet50_fpn")  # BatchNorm2d, statistics from one training forward
+    if weights is None:
+        plain = torchvision_model("fasterrcnn_resnet50_fpn")  # BatchNorm2d, statistics from one training forward
+    else:
+        plain = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+        plain.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     # what fasterrcnn_resnet50_fpn(weights=COCO_V1) builds before loading the weights
     backbone = _resnet_fpn_extractor(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d), 3)
     frozen = torchvision.models.detection.FasterRCNN(backbone, num_classes=91)
@@ -206,6 +215,83 @@ def torchvision_faster_rcnn():
     assert sum(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules()) == 53
     with torch.no_grad():
         return frozen.eval(), plain.eval()
+
+
+SHAPES_TILE = 320  # bench/train_tv_r50_shapes.py's training size: objects at the scale it learned
+
+
+def shapes_scene(seed: int, height: int, width: int) -> tuple:
+    """``(image uint8[3, H, W], boxes float32[N, 4] xyxy px, labels int64[N] 0..2)``: a grid of
+    shapes images of :data:`SHAPES_TILE` pixels (1-5 objects each, as in training), cropped to
+    ``H x W``; a box is the visible part of an object, objects cut off entirely are dropped."""
+    import numpy as np
+
+    from detseg.data.shapes import draw_shapes_image, masks_to_boxes
+
+    rng = np.random.default_rng(seed)
+    rows, cols = -(-height // SHAPES_TILE), -(-width // SHAPES_TILE)
+    canvas = np.zeros((rows * SHAPES_TILE, cols * SHAPES_TILE, 3), np.uint8)
+    boxes, labels = [], []
+    for row in range(rows):
+        for col in range(cols):
+            tile, tile_labels, masks = draw_shapes_image(rng, SHAPES_TILE, 5, 0.15, 0.4)
+            y, x = row * SHAPES_TILE, col * SHAPES_TILE
+            canvas[y:y + SHAPES_TILE, x:x + SHAPES_TILE] = tile
+            visible = masks[:, :max(0, min(SHAPES_TILE, height - y)), :max(0, min(SHAPES_TILE, width - x))]
+            for box, label, mask in zip(masks_to_boxes(visible), tile_labels, visible):
+                if mask.any():
+                    boxes.append(box + np.array([x, y, x, y], np.float32))
+                    labels.append(label)
+    return (torch_image(canvas[:height, :width]), np.asarray(boxes, np.float32).reshape(-1, 4),
+            np.asarray(labels, np.int64))
+
+
+def test_image(kind: str, height: int, width: int, seed: int):
+    """``uint8[3, H, W]``: smooth random blobs (``blobs``) or :func:`shapes_scene` (``shapes``,
+    for weights trained on shapes)."""
+    from tests.zoo.parity import smooth_image
+
+    if kind == "blobs":
+        return smooth_image(height, width, seed=seed)
+    return shapes_scene(1000 + seed, height, width)[0]
+
+
+def shapes_ap(sides: dict, count: int, height: int, width: int) -> dict[str, dict[str, float]]:
+    """COCO box AP (pycocotools) of each side's detections on ``count`` :func:`shapes_scene`
+    images (seeds from 2000, none of the timed ones), against the drawn boxes.
+    ``sides[name](image uint8[3, H, W])`` returns a detseg or torchvision result."""
+    from detseg.data.shapes import SHAPE_CLASSES
+    from detseg.evaluation.coco import coco_metrics
+
+    truth = {"images": [], "categories": [{"id": k, "name": name} for k, name in enumerate(SHAPE_CLASSES)],
+             "annotations": []}
+    pixels = {}
+    for image_id in range(1, count + 1):
+        image, boxes, labels = shapes_scene(2000 + image_id, height, width)
+        truth["images"].append({"id": image_id, "height": height, "width": width})
+        for (x0, y0, x1, y1), label in zip(boxes.tolist(), labels.tolist()):
+            truth["annotations"].append({"id": len(truth["annotations"]) + 1, "image_id": image_id,
+                                         "category_id": label, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                         "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+        pixels[image_id] = image
+    metrics = {}
+    for name, side in sides.items():
+        results = []
+        for image_id, image in pixels.items():
+            boxes, scores, labels = as_triple(side(image))
+            for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+                results.append({"image_id": image_id, "category_id": int(label), "score": score,
+                                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+        metrics[name] = coco_metrics(truth, results)
+    return metrics
+
+
+def torch_image(pixels):
+    """``uint8[H, W, 3]`` numpy -> ``uint8[3, H, W]`` tensor."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
 def box_differences(ours, theirs) -> list[float]:
@@ -219,14 +305,14 @@ def box_differences(ours, theirs) -> list[float]:
 
 
 def difference_text(differences: list[float]) -> str:
-    """``"97% within 1e-3 px, median 2.1e-04 px, 3 of 600 beyond 1 px"``."""
+    """``"97% within 1e-3 px, median 2.1e-04 px, max 3.2e+00 px, 3 of 600 beyond 1 px"``."""
     import statistics
 
     if not differences:
         return "no detections"
     within = sum(d <= 1e-3 for d in differences) / len(differences)
-    return (f"{100 * within:.0f}% within 1e-3 px, median {statistics.median(differences):.1e} px, "
-            f"{sum(d > 1 for d in differences)} of {len(differences)} beyond 1 px")
+    return (f"{100 * within:.1f}% within 1e-3 px, median {statistics.median(differences):.1e} px, "
+            f"max {max(differences):.1e} px, {sum(d > 1 for d in differences)} of {len(differences)} beyond 1 px")
 
 
 def as_triple(result) -> tuple:
@@ -243,9 +329,9 @@ def against_torchvision(args) -> None:
 
     from detseg.inference.onnx_runtime import onnxruntime_model
     from detseg.inference.optimize import optimize_for_inference
-    from tests.zoo.parity import detseg_model, samples_of, smooth_image
+    from tests.zoo.parity import detseg_model, samples_of
 
-    theirs, plain = torchvision_faster_rcnn()
+    theirs, plain = torchvision_faster_rcnn(args.torchvision_weights)
     scratch = tempfile.TemporaryDirectory()
     path = Path(scratch.name) / "fasterrcnn_resnet50_fpn.pth"
     torch.save(theirs.state_dict(), path)
@@ -265,7 +351,7 @@ def against_torchvision(args) -> None:
              "detseg fp32 eager": detseg_side(ours), "detseg precision=fp32": detseg_side(fp32),
              "detseg onnxruntime": detseg_side(ort), "detseg auto": detseg_side(auto)}
     height, width = args.size, args.size * 4 // 3
-    images = [smooth_image(height, width, seed=i) for i in range(args.rounds)]
+    images = [test_image(args.images, height, width, seed=i) for i in range(args.rounds)]
     results: dict[str, dict[int, tuple]] = {side: {} for side in sides}
 
     def keep(side, i, result):
@@ -275,8 +361,13 @@ def against_torchvision(args) -> None:
           f"1 image {height}x{width} per round, batch 1; {args.rounds} rounds, {args.warmup} warm-up")
     with torch.no_grad():
         timings = interleaved(sides, images, warmup=max(args.warmup, 1), on_result=keep)
-        floor = [d for i in range(min(3, len(images)))
+        checked = range(min(3, len(images)))
+        floor = [d for i in checked
                  for d in box_differences(as_triple(plain([images[i].float() / 255])[0]), results[reference][i])]
+        exact = copy.deepcopy(theirs).double()  # float64: the reference both fp32 sides round away from
+        exact_results = [as_triple(exact([images[i].double() / 255])[0]) for i in checked]
+        from_exact = {side: difference_text([d for i in checked for d in box_differences(results[side][i], exact_results[i])])
+                      for side in (reference, "detseg fp32 eager", "detseg precision=fp32")}
     print("| side | ms per image | ratio to torchvision fp32 eager | detections per image | box difference "
           "from torchvision's nearest detection of the same label |")
     print("|---|---|---|---|---|")
@@ -289,7 +380,18 @@ def against_torchvision(args) -> None:
         print(f"| {side} | {series.ms()} | {ratio(series, timings[reference])} | {counts_text(counts)} | "
               f"{difference} |", flush=True)
     print(f"noise floor: torchvision with nn.BatchNorm2d (eval) for FrozenBatchNorm2d, the same arithmetic "
-          f"rounded differently, on the first {min(3, len(images))} images: {difference_text(floor)}")
+          f"rounded differently, on the first {len(checked)} images: {difference_text(floor)}")
+    for side, text in from_exact.items():
+        print(f"{side} against torchvision in float64, the first {len(checked)} images: {text}")
+    if args.ap_images:
+        print(f"\nCOCO box AP on {args.ap_images} other shapes images of {height}x{width} (pycocotools):")
+        with torch.no_grad():
+            metrics = shapes_ap({side: sides[side] for side in (reference, "detseg precision=fp32", "detseg auto")},
+                                args.ap_images, height, width)
+        base = metrics[reference]
+        for side, values in metrics.items():
+            print(f"| {side} | AP {values['AP']:.4f} ({values['AP'] - base['AP']:+.4f}) | "
+                  f"AP50 {values['AP50']:.4f} | AP75 {values['AP75']:.4f} |")
     scratch.cleanup()
 
 
@@ -304,6 +406,14 @@ def main() -> None:
     parser.add_argument("--against-torchvision", action="store_true",
                         help="R50-FPN Faster R-CNN: detseg fp32 / precision=fp32 / onnxruntime / auto against "
                              "torchvision's fasterrcnn_resnet50_fpn fp32 eager (run with PYTHONPATH=.)")
+    parser.add_argument("--torchvision-weights", metavar="FILE",
+                        help="--against-torchvision: a fasterrcnn_resnet50_fpn state dict (the COCO checkpoint, or "
+                             "bench/train_tv_r50_shapes.py's) instead of random weights")
+    parser.add_argument("--images", choices=("blobs", "shapes"), default="blobs",
+                        help="--against-torchvision: smooth random blobs, or shapes (for shapes-trained weights)")
+    parser.add_argument("--ap-images", type=int, default=0, metavar="N",
+                        help="--against-torchvision --images shapes: also the COCO box AP of torchvision, "
+                             "precision=fp32 and auto on N other shapes images (for shapes-trained weights)")
     parser.add_argument("--accuracy", nargs="+", metavar="ARG",
                         help="CONFIG CHECKPOINT [KEY=VALUE ...]: metric with fp32 and bf16 instead of speed")
     args = parser.parse_args()
