@@ -4,8 +4,9 @@
 
 512 RoIs x 256 channels, 7x7 output, aligned=True, on one 800x1088 image's feature maps:
 100x136 (stride 8) and 25x34 (stride 32), sampling_ratio 2 and 0; then detseg's FPN
-``RoIPooler`` (P2-P5 of the same image, each RoI on the level of the FPN rule) with its
-``roi_align`` swapped per side; then torchvision's RoIPool, for reference only.
+``RoIPooler`` (P2-P5 of the same image, each RoI on the level of the FPN rule): ``fast`` as
+training runs it (every level in one call) against torchvision's op level by level; then
+torchvision's RoIPool, for reference only.
 
 Sides: ``torchvision`` (``torchvision.ops.roi_align``), ``fast`` (this project's forward and
 backward) and ``tv-fwd+fast-bwd`` (torchvision's forward output, this project's backward).
@@ -53,8 +54,11 @@ def random_boxes(count: int, seed: int) -> torch.Tensor:
     return torch.cat([xy1, xy2], dim=1)
 
 
-def fpn_pooler_sides(strides: list[int], sampling_ratio: int) -> list["Side"]:
-    """detseg's RoIPooler, its ``roi_align`` (list-of-boxes API) swapped per side."""
+def fpn_pooler_sides(strides: list[int], sampling_ratio: int) -> list[Side]:
+    """detseg's RoIPooler. ``fast``: as training runs it (all levels in one call,
+    ``detseg.ops.roi.roi_align_levels``); ``torchvision``: level by level, the pooler's
+    ``roi_align`` (list-of-boxes API) swapped for torchvision's, under ``reference_kernels``
+    (which turns the one-call path off, and with it the fast backward: no third side here)."""
     from detseg.models.heads import region_features
     from detseg.ops.roi import rois_with_batch_index
 
@@ -66,15 +70,16 @@ def fpn_pooler_sides(strides: list[int], sampling_ratio: int) -> list["Side"]:
 
     pooler = region_features.RoIPooler(strides, 7, "roi_align", sampling_ratio, aligned=True)
     original = region_features.roi_align
-    sides = align_sides()
+    sides = [side for side in align_sides() if side.name in ("torchvision", "fast")]
     for side in sides:
         def pool(maps, boxes, op=wrap(side.forward)):
             region_features.roi_align = op  # the name RoIPooler._pool calls
             try:
-                return pooler(maps, [boxes])
+                with roi_align_fast.reference_kernels():
+                    return pooler(maps, [boxes])
             finally:
                 region_features.roi_align = original
-        side.pool = pool
+        side.pool = pool if side.name != "fast" else (lambda maps, boxes: pooler(maps, [boxes]))
     return sides
 
 
