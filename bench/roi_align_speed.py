@@ -70,16 +70,22 @@ def fpn_pooler_sides(strides: list[int], sampling_ratio: int) -> list[Side]:
 
     pooler = region_features.RoIPooler(strides, 7, "roi_align", sampling_ratio, aligned=True)
     original = region_features.roi_align
+    torchvision_op = wrap(torchvision.ops.roi_align)
+
+    def level_by_level(maps, boxes):
+        region_features.roi_align = torchvision_op  # the name RoIPooler._pool calls
+        try:
+            with roi_align_fast.reference_kernels():
+                return pooler(maps, [boxes])
+        finally:
+            region_features.roi_align = original
+
+    def one_call(maps, boxes):
+        return pooler(maps, [boxes])
+
     sides = [side for side in align_sides() if side.name in ("torchvision", "fast")]
     for side in sides:
-        def pool(maps, boxes, op=wrap(side.forward)):
-            region_features.roi_align = op  # the name RoIPooler._pool calls
-            try:
-                with roi_align_fast.reference_kernels():
-                    return pooler(maps, [boxes])
-            finally:
-                region_features.roi_align = original
-        side.pool = pool if side.name != "fast" else (lambda maps, boxes: pooler(maps, [boxes]))
+        side.pool = level_by_level if side.name == "torchvision" else one_call
     return sides
 
 
