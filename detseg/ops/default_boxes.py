@@ -9,6 +9,12 @@ and each aspect ratio ``a_r`` gives a box of width ``s_k * sqrt(a_r)`` and heigh
 ``s'_k = sqrt(s_k * s_{k+1})``. Box centres on an ``f_k x f_k`` map are
 ``((j + 0.5) / f_k, (i + 0.5) / f_k)``.
 
+The paper's inputs are square, so "fraction of the input side" is one length. For a
+non-square input (an aspect-kept resize, or a batch padded to its largest image) the sizes
+can be taken as fractions of one ``box_side`` in pixels, the model's input side, so that a
+ratio-1 box stays square and keeps its size whatever shape the batch is padded to; without
+it each axis scales by its own side (the paper's square input stretched, as torchvision does).
+
 Clipping keeps the boxes inside the image (the paper's reference code), or, as torchvision
 does, clips only each box's width and height to the image side and keeps its centre, so a
 box near the border may reach outside.
@@ -90,26 +96,32 @@ class DefaultBoxGenerator:
         return shapes
 
     def __call__(self, feature_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int],
-                 device: torch.device | str = "cpu") -> Tensor:
+                 device: torch.device | str = "cpu", box_side: float | None = None) -> Tensor:
         """All default boxes, ``Tensor[P, 4]`` xyxy in pixels of ``image_size = (h, w)``,
         ordered (map, row, column, box), which matches each map's head output permuted to
-        ``[N, H, W, A * K]``."""
+        ``[N, H, W, A * K]``. Centres lie on each map's grid over ``image_size``; widths and
+        heights are fractions of ``box_side`` pixels, or of the image's width and height
+        when it is ``None``."""
         if len(feature_sizes) != len(self.aspect_ratios):
             raise ValueError(f"{len(self.aspect_ratios)} maps configured, got {len(feature_sizes)} feature maps")
-        key = (tuple(map(tuple, feature_sizes)), tuple(image_size), str(device))
+        key = (tuple(map(tuple, feature_sizes)), tuple(image_size), box_side, str(device))
         if key not in self._cache:
-            self._cache[key] = self._make(feature_sizes, image_size).to(device)
+            self._cache[key] = self._make(feature_sizes, image_size, box_side).to(device)
         return self._cache[key]
 
-    def _make(self, feature_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]) -> Tensor:
+    def _make(self, feature_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int],
+              box_side: float | None) -> Tensor:
         img_h, img_w = image_size
+        # box sizes as fractions of the image's own sides: box_side in each axis, then in [0, 1] units
+        size_scale = torch.tensor([1.0, 1.0] if box_side is None else [box_side / img_w, box_side / img_h],
+                                  dtype=torch.float64)
         levels = []
         for k, (fh, fw) in enumerate(feature_sizes):
             # cells per image side (fractional with steps), divided as torchvision does, to the bit
             cells_y, cells_x = (img_h / self.steps[k], img_w / self.steps[k]) if self.steps else (fh, fw)
             cy, cx = torch.meshgrid((torch.arange(fh) + 0.5) / cells_y, (torch.arange(fw) + 0.5) / cells_x,
                                     indexing="ij")
-            wh = torch.tensor(self.cell_shapes(k))  # [A, 2]
+            wh = (torch.tensor(self.cell_shapes(k), dtype=torch.float64) * size_scale).float()  # [A, 2]
             if self.clip == "sizes":
                 wh = wh.clamp(0.0, 1.0)
             centres = torch.stack([cx, cy], -1).reshape(-1, 1, 2)

@@ -62,6 +62,23 @@ def test_default_boxes_equal_torchvisions_ssd300_boxes():
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-3)
 
 
+def test_default_boxes_keep_their_pixel_shape_on_a_padded_batch():
+    # an aspect-kept input of longest side 320 in a 256 x 320 batch: the boxes are the same
+    # pixel squares / ratios as in a 320 x 320 batch, centred on the 8 x 10 map's cells
+    generator = DefaultBoxGenerator([[2]], scales=[0.25, 0.5], clip=False)
+    wide = generator([(8, 10)], (256, 320), box_side=320)
+    square = generator([(10, 10)], (320, 320), box_side=320)
+    wh = lambda b: b[:, 2:] - b[:, :2]  # noqa: E731
+    torch.testing.assert_close(wh(wide[:4]), wh(square[:4]))
+    expected = [[80, 80], [320 * math.sqrt(0.125)] * 2, [80 * math.sqrt(2), 80 / math.sqrt(2)],
+                [80 / math.sqrt(2), 80 * math.sqrt(2)]]
+    torch.testing.assert_close(wh(wide[:4]), torch.tensor(expected), rtol=0, atol=1e-4)
+    centres = (wide[:, :2] + wide[:, 2:]) / 2
+    assert centres[(7 * 10 + 9) * 4].tolist() == pytest.approx([9.5 * 32, 7.5 * 32])  # last cell
+    # a square image at box_side is the paper's case
+    torch.testing.assert_close(square, generator([(10, 10)], (320, 320)))
+
+
 def test_hard_negative_mining_keeps_three_per_positive_the_hardest():
     torch.manual_seed(0)
     loss = torch.rand(3, 20)

@@ -62,7 +62,10 @@ class SSDHead(DenseHead):
 
     Args:
         input_shape: feature shapes (supplied by the model builder).
-        model_input_size: the square input side (supplied by the model builder).
+        model_input_size: the input side the default boxes' scales are fractions of: the
+            square input's side, or the longest side of an aspect-kept resize (supplied by the
+            model builder). A ratio-1 box is a square of ``s_k`` times it in pixels, whatever
+            shape the batch is padded to.
         in_features: maps to predict from, finest first.
         num_classes: object classes, without background. Supplied by the model builder
             (``model.num_classes``).
@@ -108,6 +111,7 @@ class SSDHead(DenseHead):
         self.in_features = list(in_features)
         self.num_classes = num_classes
         self.default_boxes = DefaultBoxGenerator(aspect_ratios, min_scale, max_scale, scales, steps, clip)
+        self.box_side = float(model_input_size)
         boxes_per_cell = self.default_boxes.num_boxes_per_cell
         self.classifiers = nn.ModuleList(_predictor(specs[n].channels, a * (num_classes + 1), separable)
                                          for n, a in zip(in_features, boxes_per_cell))
@@ -142,7 +146,7 @@ class SSDHead(DenseHead):
             logits.append(classifier(x).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
             offsets.append(regressor(x).permute(0, 2, 3, 1).reshape(n, -1, 4))
             sizes.append(tuple(x.shape[-2:]))
-        priors = self.default_boxes(sizes, image_size, logits[0].device)
+        priors = self.default_boxes(sizes, image_size, logits[0].device, self.box_side)
         return SSDOutput(torch.cat(logits, 1), torch.cat(offsets, 1), priors, image_size)
 
     def loss(self, raw: SSDOutput, samples: Sequence[DetSample]) -> dict[str, Tensor]:
