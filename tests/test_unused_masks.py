@@ -30,3 +30,21 @@ def test_a_mask_model_and_an_explicit_setting_keep_the_masks():
     assert sample.gt.masks is not None and sample.gt.masks.shape[0] == len(sample.gt)
     cfg = _loaded("custom/ssd_cpu.yaml", "data.train.dataset.with_masks=true")
     assert cfg.data.train.dataset.with_masks is True and cfg.data.val.dataset.with_masks is False
+
+
+def test_a_coco_file_without_segmentation_trains_a_box_only_model(tmp_path):
+    import json
+
+    from detseg.experiment import train_from_config
+
+    data = json.loads((MINI / "annotations" / "instances_val.json").read_text())
+    for ann in data["annotations"]:
+        ann.pop("segmentation", None)
+    boxes_only = tmp_path / "boxes.json"
+    boxes_only.write_text(json.dumps(data))
+    overrides = [f"data.{split}.dataset.{key}={value}" for split in ("train", "val") for key, value in (
+        ("ann_file", boxes_only), ("image_dir", MINI / "val"))]
+    run_dir, _ = train_from_config(ROOT / "configs" / "custom" / "detect_cpu.yaml",
+                                   [*overrides, "train.max_iters=1", f"output_dir={tmp_path / 'run'}"],
+                                   progress=False, dry_run=True)
+    assert run_dir == tmp_path / "run"
