@@ -34,6 +34,7 @@ from detseg.engine.train_config import TrainConfig
 from detseg.errors import ConfigError
 from detseg.evaluation.base import Evaluator
 from detseg.fit_data import FitConfig, adopt_fitted, fit_anchors, settle_image_size
+from detseg.mask_loading import skip_unused_masks
 from detseg.registry import EVALUATORS, MODELS, UnknownNameError
 
 if TYPE_CHECKING:
@@ -102,26 +103,6 @@ def validate_experiment(cfg: DictConfig, source: str) -> None:
         raise UnknownNameError(f"{source}: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-
-
-# Model families that predict boxes only; their COCO data need not decode instance masks.
-BOX_ONLY_MODELS = frozenset({"rcnn", "fast_rcnn", "faster_rcnn", "ssd", "yolo", "yolo_v1"})
-
-
-def skip_unused_masks(cfg: DictConfig) -> None:
-    """Set ``with_masks: false`` on the COCO data sets of a box-only model that leave it unset.
-
-    Decoding every polygon and carrying the masks through the augmentation is work nobody
-    reads for such a model: YOLO's mosaic sample on coco128 takes 2.9x as long with them
-    (52 vs 18 ms). COCO files without ``segmentation`` then load too. An explicit
-    ``with_masks`` is kept."""
-    if cfg.get("model") is None or cfg.model.get("name") not in BOX_ONLY_MODELS or cfg.get("data") is None:
-        return
-    with open_dict(cfg):
-        for split in cfg.data.values():
-            dataset = split.get("dataset") if isinstance(split, DictConfig) else None
-            if isinstance(dataset, DictConfig) and dataset.get("name") == "coco" and "with_masks" not in dataset:
-                dataset.with_masks = False
 
 
 def build_split(cfg: DictConfig, split: str = "val") -> DetectionDataset:

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from detseg.experiment import build_split, load_experiment, skip_unused_masks
+from detseg.experiment import build_split, load_experiment
+from detseg.mask_loading import skip_unused_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "datasets" / "shapes_coco_mini"
