@@ -20,15 +20,15 @@ def _loaded(config: str, *overrides: str):
 def test_a_box_only_model_reads_coco_without_masks():
     cfg = _loaded("custom/yolo_cpu.yaml")
     assert cfg.data.train.dataset.with_masks is False and cfg.data.val.dataset.with_masks is False
-    sample = build_split(cfg, "train")[0]
+    sample = build_split(cfg, "val")[0]  # no mosaic: the image's own objects
     assert len(sample.gt) > 0 and sample.gt.masks is None
 
 
 def test_a_mask_model_and_an_explicit_setting_keep_the_masks():
     cfg = _loaded("mask_rcnn/coco.yaml")
     assert "with_masks" not in cfg.data.train.dataset
-    sample = build_split(cfg, "train")[0]
-    assert sample.gt.masks is not None and sample.gt.masks.shape[0] == len(sample.gt)
+    sample = build_split(cfg, "val")[0]
+    assert len(sample.gt) > 0 and sample.gt.masks is not None and sample.gt.masks.shape[0] == len(sample.gt)
     cfg = _loaded("custom/ssd_cpu.yaml", "data.train.dataset.with_masks=true")
     assert cfg.data.train.dataset.with_masks is True and cfg.data.val.dataset.with_masks is False
 
