@@ -141,20 +141,30 @@ def fit_default_boxes(wh: Tensor, ratios_per_map: Sequence[int], threshold: floa
                       seed: int = 0) -> tuple[list[float], list[list[float]]]:
     """SSD scales ``s_1..s_{m+1}`` and per map ``ratios_per_map[k]`` aspect ratios (each
     ``>= 1``, adding ``r`` and ``1/r``) for boxes ``wh[N, 2]`` given as fractions of the input
-    side. First guess: the scales at evenly spaced quantiles of the boxes' ``sqrt(w h)``, each
-    map's ratios at quantiles of ``max(w/h, h/w)`` of the boxes nearest its scale; then both
-    evolved (:func:`evolve`) for :func:`fitness` at ``threshold``. Scales come out sorted,
-    small on the first (finest) map."""
+    side. Two first guesses, each evolved (:func:`evolve`) for :func:`fitness` at ``threshold``,
+    the fitter one kept: the scales at evenly spaced quantiles of the boxes' ``sqrt(w h)``, and
+    the scales spaced evenly in log size so that the ``2m`` box sizes (``s_k`` and
+    ``sqrt(s_k s_{k+1})``) span the 2nd to 98th percentile. On sizes spread over two decades
+    (people near and far) the quantile guess leaves the largest boxes out and evolution does not
+    recover them. Each map's ratios start at quantiles of ``max(w/h, h/w)`` of the boxes nearest
+    its scale. Scales come out sorted, small on the first (finest) map."""
     m, wh = len(ratios_per_map), wh.double()
     size, elongation = wh.prod(1).sqrt(), (wh[:, 0] / wh[:, 1]).maximum(wh[:, 1] / wh[:, 0])
-    scales = torch.quantile(size, (torch.arange(m + 1, dtype=torch.float64) + 0.5) / (m + 1))
-    nearest = (size[:, None].log() - scales[None, :m].log()).abs().argmin(1)
-    ratios = []
-    for k, count in enumerate(ratios_per_map):
-        mine = elongation[nearest == k] if bool((nearest == k).any()) else elongation
-        ratios.append(torch.quantile(mine, torch.arange(1, count + 1, dtype=torch.float64) / (count + 1)))
-    start = torch.cat([scales, *ratios]).clamp(min=1e-3)
+    low, high = torch.quantile(size, 0.02), torch.quantile(size, 0.98)
+    step = (high / low) ** (1 / (2 * m - 1))
+    first_guesses = [
+        torch.quantile(size, (torch.arange(m + 1, dtype=torch.float64) + 0.5) / (m + 1)),
+        low * step ** (2 * torch.arange(m + 1, dtype=torch.float64)),
+    ]
     boxes = _sample(wh, 10_000, seed)
+
+    def start_from(scales: Tensor) -> Tensor:
+        nearest = (size[:, None].log() - scales[None, :m].log()).abs().argmin(1)
+        ratios = []
+        for k, count in enumerate(ratios_per_map):
+            mine = elongation[nearest == k] if bool((nearest == k).any()) else elongation
+            ratios.append(torch.quantile(mine, torch.arange(1, count + 1, dtype=torch.float64) / (count + 1)))
+        return torch.cat([scales, *ratios]).clamp(min=1e-3)
 
     def unpack(values: Tensor) -> tuple[list[float], list[list[float]]]:
         scales_, rest, out = values[:m + 1].sort().values.tolist(), values[m + 1:].tolist(), []
@@ -163,6 +173,9 @@ def fit_default_boxes(wh: Tensor, ratios_per_map: Sequence[int], threshold: floa
             rest = rest[count:]
         return scales_, out
 
-    best = evolve(start, lambda v: fitness(boxes, default_box_shapes(*unpack(v)), threshold), seed=seed)
+    def score(values: Tensor) -> float:
+        return fitness(boxes, default_box_shapes(*unpack(values)), threshold)
+
+    best = max((evolve(start_from(scales), score, seed=seed) for scales in first_guesses), key=score)
     scales_, ratios_ = unpack(best)
     return [round(s, 4) for s in scales_], [[round(r, 3) for r in level] for level in ratios_]

@@ -25,3 +25,17 @@ def test_a_fit_on_tall_boxes_finds_their_elongation_and_covers_more():
     assert all(2.4 < level[0] < 3.6 for level in ratios)
     before, after = coverage(wh, shapes_config, 0.5), coverage(wh, default_box_shapes(scales, ratios), 0.5)
     assert after > before and after > 0.95
+
+
+def test_a_fit_on_sizes_over_two_decades_reaches_the_largest_boxes():
+    # People near and far: sqrt(w h) log-uniform over 0.01..0.8 of the input, tall. Started
+    # from size quantiles alone, the evolution kept every default box under 0.25 of the input
+    # (coverage 0.646); the log-spaced first guess reaches the large ones.
+    generator = torch.Generator().manual_seed(0)
+    size = 0.01 * 80 ** torch.rand(500, 1, generator=generator, dtype=torch.float64)
+    elongation = 1.5 + 1.5 * torch.rand(500, 1, generator=generator, dtype=torch.float64)
+    wh = torch.cat([size / elongation.sqrt(), size * elongation.sqrt()], 1)
+    scales, ratios = fit_default_boxes(wh, [2, 2, 2], 0.5)
+    shapes = default_box_shapes(scales, ratios)
+    assert float(shapes.prod(1).sqrt().max()) > 0.5
+    assert coverage(wh, shapes, 0.5) > 0.7
