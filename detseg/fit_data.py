@@ -185,7 +185,7 @@ def fit_anchors(cfg: DictConfig, dataset: DetectionDataset, say=print) -> None:
         fitted = fit_shapes(wh, spec.per_level, spec.threshold, seed=cfg.get("seed", 0))
         candidate = torch.tensor([wh_ for level in fitted for wh_ in level], dtype=torch.float64)
     before, after, better = refit_if_better(wh, spec.shapes, candidate, spec.threshold)
-    how = "quantiles + evolution" if spec.side is not None else "k-means + evolution"
+    how = "size quantiles or log spacing + evolution" if spec.side is not None else "k-means + evolution"
     if not better:
         say(f"fit: anchors re-fitted ({how}) cover {after:.4f}, not more than {before:.4f}; "
             f"the configured anchors are kept")

@@ -119,7 +119,7 @@ def test_ssd_default_boxes_wrong_for_the_data_are_refitted_and_the_model_builds_
     lines = []
     fit_anchors(cfg, dataset, say=lines.append)
     assert lines[0].startswith("fit: anchor coverage 0.0000") and "SSD matcher's iou_threshold" in lines[0]
-    assert "IoU >= 0.5" in lines[0] and "re-fitted (quantiles + evolution): coverage 0.0000 -> " in lines[1]
+    assert "IoU >= 0.5" in lines[0] and "re-fitted (size quantiles or log spacing + evolution): coverage 0.0000 -> " in lines[1]
     scales, ratios = list(cfg.model.head.scales), [list(r) for r in cfg.model.head.aspect_ratios]
     assert len(scales) == 4 and scales == sorted(scales) and scales[0] < 0.3
     assert [len(r) for r in ratios] == [1, 1, 1] and all(r >= 1 for level in ratios for r in level)

@@ -150,7 +150,7 @@ def fit_default_boxes(wh: Tensor, ratios_per_map: Sequence[int], threshold: floa
     its scale. Scales come out sorted, small on the first (finest) map."""
     m, wh = len(ratios_per_map), wh.double()
     size, elongation = wh.prod(1).sqrt(), (wh[:, 0] / wh[:, 1]).maximum(wh[:, 1] / wh[:, 0])
-    low, high = torch.quantile(size, 0.02), torch.quantile(size, 0.98)
+    low, high = torch.quantile(size, 0.02).clamp(min=1e-3), torch.quantile(size, 0.98).clamp(min=1e-3)
     step = (high / low) ** (1 / (2 * m - 1))
     first_guesses = [
         torch.quantile(size, (torch.arange(m + 1, dtype=torch.float64) + 0.5) / (m + 1)),
